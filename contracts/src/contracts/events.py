@@ -1,0 +1,421 @@
+"""Every v1 event as a pydantic model: past-tense names, ids only, never personal data."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from contracts.catalogue import Category, District, Market, MarketWindow, Stall
+from contracts.envelope import Event
+
+
+def _booking_id_field() -> Any:
+    return Field(description="Booking id.", examples=["bk_8f14e45fceea167a"])
+
+
+def _vendor_id_field() -> Any:
+    return Field(
+        description="Vendor id (never a name or phone number).", examples=["vd_3c59dc048e88"]
+    )
+
+
+def _stall_id_field() -> Any:
+    return Field(description="Stall id.", examples=["XZ-03-A017"])
+
+
+def _window_id_field() -> Any:
+    return Field(description="Window id within the market.", examples=["evening"])
+
+
+def _date_field() -> Any:
+    return Field(description="Local (Asia/Shanghai) date of the window.", examples=["2026-11-23"])
+
+
+# --- catalogue ---------------------------------------------------------------------------------
+
+
+class CatalogueEvent(Event):
+    """Base of catalogue changes."""
+
+    topic: ClassVar[str] = "catalogue"
+
+
+class MarketChanged(CatalogueEvent):
+    """A market was created or changed; carries its full state, schedule included."""
+
+    event_name: ClassVar[str] = "catalogue.market.changed"
+
+    market: Market = Field(description="The market as it now stands.")
+
+
+class StallChanged(CatalogueEvent):
+    """A stall was created or changed (category, active flag)."""
+
+    event_name: ClassVar[str] = "catalogue.stall.changed"
+
+    stall: Stall = Field(description="The stall as it now stands.")
+
+    def subject(self) -> str:
+        """The stall."""
+        return self.stall.id
+
+
+class ScheduleChanged(CatalogueEvent):
+    """A market's weekly schedule of windows was replaced."""
+
+    event_name: ClassVar[str] = "catalogue.schedule.changed"
+
+    windows: list[MarketWindow] = Field(description="The complete new schedule.")
+
+
+class MarketSuspensionDeclared(CatalogueEvent):
+    """An administrator suspended a market for a date range (typhoon, public event)."""
+
+    event_name: ClassVar[str] = "catalogue.suspension.declared"
+
+    suspension_id: str = Field(description="Suspension id.", examples=["sp_1a2b3c"])
+    first_date: dt.date = Field(description="First suspended date (inclusive).")
+    last_date: dt.date = Field(description="Last suspended date (inclusive).")
+    reason: str = Field(max_length=200, examples=["台风红色预警 Typhoon signal red"])
+
+
+class StallCodeIssued(CatalogueEvent):
+    """A new stall code was issued; older codes of the stall stop verifying."""
+
+    event_name: ClassVar[str] = "catalogue.stall_code.issued"
+
+    stall_id: str = _stall_id_field()
+    code_version: int = Field(ge=1, description="Monotonic version of the stall's code.")
+
+    def subject(self) -> str:
+        """The stall."""
+        return self.stall_id
+
+
+class StallCodeRevoked(CatalogueEvent):
+    """A stall code was revoked; scans of it are invalid."""
+
+    event_name: ClassVar[str] = "catalogue.stall_code.revoked"
+
+    stall_id: str = _stall_id_field()
+    code_version: int = Field(ge=1, description="Revoked version.")
+
+    def subject(self) -> str:
+        """The stall."""
+        return self.stall_id
+
+
+# --- bookings ----------------------------------------------------------------------------------
+
+
+class BookingEvent(Event):
+    """Base of booking lifecycle events."""
+
+    topic: ClassVar[str] = "bookings"
+
+    booking_id: str = _booking_id_field()
+    vendor_id: str = _vendor_id_field()
+    stall_id: str = _stall_id_field()
+    date: dt.date = _date_field()
+    window_id: str = _window_id_field()
+
+    def subject(self) -> str:
+        """The booking."""
+        return self.booking_id
+
+
+class BookingCreated(BookingEvent):
+    """A vendor booked a stall for a window."""
+
+    event_name: ClassVar[str] = "booking.created"
+
+    category: Category = Field(description="Stall category.")
+    starts_at: dt.datetime = Field(description="Window start (UTC).")
+    ends_at: dt.datetime = Field(description="Window end (UTC).")
+    priority: bool = Field(description="Whether the vendor belongs to a priority group.")
+
+
+class BookingCancelled(BookingEvent):
+    """The vendor cancelled; ``late`` cancellations count as a no-show."""
+
+    event_name: ClassVar[str] = "booking.cancelled"
+
+    late: bool = Field(description="Cancelled after the free-cancellation cutoff.")
+
+
+class BookingCheckedIn(BookingEvent):
+    """The vendor scanned the stall code within the check-in window."""
+
+    event_name: ClassVar[str] = "booking.checked_in"
+
+    checked_in_at: dt.datetime = Field(description="When the vendor checked in (UTC).")
+
+
+class BookingNoShow(BookingEvent):
+    """The vendor did not check in by the deadline."""
+
+    event_name: ClassVar[str] = "booking.no_show"
+
+    no_shows_in_period: int = Field(ge=1, description="No-shows in the rolling period.")
+    suspended_until: dt.datetime | None = Field(
+        default=None, description="Set when this no-show suspended the vendor's booking."
+    )
+
+
+class BookingSuspendedByMarket(BookingEvent):
+    """The booking was cancelled without penalty because the market was suspended."""
+
+    event_name: ClassVar[str] = "booking.suspended_by_market"
+
+    reason: str = Field(max_length=200, examples=["台风红色预警"])
+
+
+class StallReleased(Event):
+    """A stall became free again for the window (cancellation or no-show)."""
+
+    topic: ClassVar[str] = "bookings"
+    event_name: ClassVar[str] = "booking.stall_released"
+
+    stall_id: str = _stall_id_field()
+    date: dt.date = _date_field()
+    window_id: str = _window_id_field()
+    cause: str = Field(description="cancelled, no_show or suspended.", examples=["no_show"])
+
+    def subject(self) -> str:
+        """The stall."""
+        return self.stall_id
+
+
+# --- windows -----------------------------------------------------------------------------------
+
+
+class WindowEvent(Event):
+    """Base of the window timeline."""
+
+    topic: ClassVar[str] = "windows"
+
+    date: dt.date = _date_field()
+    window_id: str = _window_id_field()
+    district: District = Field(description="District of the market.")
+
+    def subject(self) -> str:
+        """The market window occurrence."""
+        return f"{self.market_id}/{self.date.isoformat()}/{self.window_id}"
+
+
+class WindowOpened(WindowEvent):
+    """A market window opened."""
+
+    event_name: ClassVar[str] = "window.opened"
+
+    closes_at: dt.datetime = Field(description="When it will close (UTC).")
+
+
+class WindowClosingSoon(WindowEvent):
+    """A market window closes soon; vendors should pack up."""
+
+    event_name: ClassVar[str] = "window.closing_soon"
+
+    closes_at: dt.datetime = Field(description="When it will close (UTC).")
+
+
+class WindowClosed(WindowEvent):
+    """A market window closed; vending there now is overtime."""
+
+    event_name: ClassVar[str] = "window.closed"
+
+
+class CheckInDeadlinePassed(WindowEvent):
+    """Start + 30 min passed: unchecked bookings become no-shows."""
+
+    event_name: ClassVar[str] = "window.check_in_deadline_passed"
+
+    deadline: dt.datetime = Field(description="The deadline that passed (UTC).")
+
+
+class MarketSuspended(Event):
+    """A market is suspended from now on (typhoon signal, public event)."""
+
+    topic: ClassVar[str] = "windows"
+    event_name: ClassVar[str] = "market.suspended"
+
+    district: District = Field(description="District of the market.")
+    first_date: dt.date = Field(description="First suspended date (inclusive).")
+    last_date: dt.date = Field(description="Last suspended date (inclusive).")
+    reason: str = Field(max_length=200, examples=["台风红色预警"])
+
+
+class MarketResumed(Event):
+    """A suspended market is open again."""
+
+    topic: ClassVar[str] = "windows"
+    event_name: ClassVar[str] = "market.resumed"
+
+    district: District = Field(description="District of the market.")
+
+
+# --- inspection --------------------------------------------------------------------------------
+
+
+class ScanOutcome(StrEnum):
+    """What a patrol scan found."""
+
+    COMPLIANT = "compliant"
+    BOOKED_BUT_VACANT = "booked_but_vacant"
+    OCCUPIED_WITHOUT_BOOKING = "occupied_without_booking"
+    WRONG_VENDOR = "wrong_vendor"
+    OVERTIME = "overtime"
+    INVALID_CODE = "invalid_code"
+    REVOKED_CODE = "revoked_code"
+
+
+class CaseState(StrEnum):
+    """Closed-loop case states (发现—上报—派遣—处置—核实—评价)."""
+
+    REPORTED = "reported"
+    FILED = "filed"
+    DISPATCHED = "dispatched"
+    HANDLED = "handled"
+    VERIFIED = "verified"
+    CLOSED = "closed"
+
+
+class InspectionEvent(Event):
+    """Base of inspection events."""
+
+    topic: ClassVar[str] = "inspection"
+
+    district: District = Field(description="District that answers for it.")
+
+
+class ScanRecorded(InspectionEvent):
+    """A patrol scanned a stall code and recorded what was there."""
+
+    event_name: ClassVar[str] = "inspection.scan.recorded"
+
+    scan_id: str = Field(examples=["sc_5f2b"])
+    stall_id: str = _stall_id_field()
+    outcome: ScanOutcome
+    violations: list[str] = Field(default_factory=list, examples=[["litter"]])
+    patrol_id: str = Field(examples=["patrol-xz-007"])
+
+    def subject(self) -> str:
+        """The scan."""
+        return self.scan_id
+
+
+class WarningIssued(InspectionEvent):
+    """A minor first offence got a warning without penalty ("1+1")."""
+
+    event_name: ClassVar[str] = "inspection.warning.issued"
+
+    warning_id: str = Field(examples=["wn_9a1c"])
+    subject_id: str = Field(description="Vendor id or stall id warned.", examples=["vd_3c59"])
+    violation: str = Field(examples=["out_of_line_box"])
+
+    def subject(self) -> str:
+        """The warning."""
+        return self.warning_id
+
+
+class CaseOpened(InspectionEvent):
+    """A repeat or non-exempt violation opened a case."""
+
+    event_name: ClassVar[str] = "inspection.case.opened"
+
+    case_id: str = Field(examples=["cs_77e1"])
+    violation: str = Field(examples=["road_occupation"])
+    deadline: dt.datetime = Field(description="Disposal deadline (UTC).")
+    penalty_min_cny: int = Field(ge=0, description="Discretion benchmark: lower bound.")
+    penalty_max_cny: int = Field(ge=0, description="Discretion benchmark: upper bound.")
+
+    def subject(self) -> str:
+        """The case."""
+        return self.case_id
+
+
+class CaseTransitioned(InspectionEvent):
+    """Base of case transitions: from one state to the next."""
+
+    case_id: str = Field(examples=["cs_77e1"])
+    from_state: CaseState
+    to_state: CaseState
+    actor_id: str = Field(description="Staff member who acted.", examples=["district-xz"])
+    note: str = Field(default="", max_length=500)
+    on_time: bool = Field(description="Whether the case is within its disposal deadline.")
+
+    def subject(self) -> str:
+        """The case."""
+        return self.case_id
+
+
+class CaseFiled(CaseTransitioned):
+    """Reported → filed."""
+
+    event_name: ClassVar[str] = "inspection.case.filed"
+
+
+class CaseDispatched(CaseTransitioned):
+    """Filed → dispatched to the district office."""
+
+    event_name: ClassVar[str] = "inspection.case.dispatched"
+
+
+class CaseHandled(CaseTransitioned):
+    """Dispatched → handled by the district office."""
+
+    event_name: ClassVar[str] = "inspection.case.handled"
+
+
+class CaseSentBack(CaseTransitioned):
+    """Verification failed: handled → dispatched again."""
+
+    event_name: ClassVar[str] = "inspection.case.sent_back"
+
+
+class CaseVerified(CaseTransitioned):
+    """Handled → verified."""
+
+    event_name: ClassVar[str] = "inspection.case.verified"
+
+
+class CaseClosed(CaseTransitioned):
+    """Verified → closed."""
+
+    event_name: ClassVar[str] = "inspection.case.closed"
+
+
+ALL_EVENTS: tuple[type[Event], ...] = (
+    MarketChanged,
+    StallChanged,
+    ScheduleChanged,
+    MarketSuspensionDeclared,
+    StallCodeIssued,
+    StallCodeRevoked,
+    BookingCreated,
+    BookingCancelled,
+    BookingCheckedIn,
+    BookingNoShow,
+    BookingSuspendedByMarket,
+    StallReleased,
+    WindowOpened,
+    WindowClosingSoon,
+    WindowClosed,
+    CheckInDeadlinePassed,
+    MarketSuspended,
+    MarketResumed,
+    ScanRecorded,
+    WarningIssued,
+    CaseOpened,
+    CaseFiled,
+    CaseDispatched,
+    CaseHandled,
+    CaseSentBack,
+    CaseVerified,
+    CaseClosed,
+)
+
+EVENTS_BY_TYPE: dict[str, type[Event]] = {e.event_type(): e for e in ALL_EVENTS}

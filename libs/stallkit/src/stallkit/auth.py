@@ -1,0 +1,111 @@
+"""Bearer tokens (JWT, HS256) shared by all services: sub, role and, for staff, district."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Annotated
+
+import jwt
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from stallkit.problems import ProblemError
+
+ALGORITHM = "HS256"
+ISSUER = "zhuhai-markets"
+
+
+class Role(StrEnum):
+    """Who the token's holder is."""
+
+    VENDOR = "vendor"
+    PATROL = "patrol"
+    DISTRICT = "district"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller."""
+
+    sub: str
+    role: Role
+    district: str | None = None
+
+
+def mint_token(
+    secret: str,
+    *,
+    sub: str,
+    role: Role,
+    now: datetime,
+    ttl_seconds: int,
+    district: str | None = None,
+) -> str:
+    """Sign a token for ``sub`` in ``role`` that expires after ``ttl_seconds``."""
+    claims: dict[str, object] = {
+        "sub": sub,
+        "role": role.value,
+        "iss": ISSUER,
+        "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(seconds=ttl_seconds)).timestamp()),
+    }
+    if district:
+        claims["district"] = district
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def verify_token(secret: str, token: str, *, now: datetime) -> Principal:
+    """Check signature, issuer, expiry (against the service clock) and role."""
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            issuer=ISSUER,
+            options={"verify_exp": False, "require": ["sub", "role", "exp", "iss"]},
+        )
+    except jwt.PyJWTError as exc:
+        raise ProblemError("unauthorized", 401, "invalid token") from exc
+    exp = claims.get("exp")
+    if not isinstance(exp, int) or exp <= now.timestamp():
+        raise ProblemError("token_expired", 401)
+    try:
+        role = Role(claims["role"])
+    except ValueError as exc:
+        raise ProblemError("unauthorized", 401, "unknown role") from exc
+    district = claims.get("district")
+    return Principal(
+        sub=str(claims["sub"]), role=role, district=district if isinstance(district, str) else None
+    )
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+async def current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """FastAPI dependency: the caller, from the Authorization header."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise ProblemError("unauthorized", 401, "missing bearer token")
+    settings = request.app.state.settings
+    clock = request.app.state.clock
+    return verify_token(settings.jwt_secret, credentials.credentials, now=clock.now())
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def require_role(*roles: Role) -> object:
+    """FastAPI dependency factory: the caller must hold one of ``roles``."""
+
+    async def _check(principal: CurrentPrincipal) -> Principal:
+        if principal.role not in roles:
+            raise ProblemError("forbidden", 403)
+        return principal
+
+    return Depends(_check)

@@ -1,0 +1,177 @@
+"""The common shape of a service: FastAPI + FastStream, health, readiness, metrics, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from faststream.kafka import KafkaBroker
+from faststream_fastapi import FastStreamAPI
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from redis.asyncio import Redis
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+
+from stallkit.clock import Clock
+from stallkit.logs import configure_logging
+from stallkit.messaging import start_broker_when_reachable
+from stallkit.problems import install_problem_handlers, problem_response
+from stallkit.settings import CommonSettings
+
+MAX_BODY_BYTES = 256 * 1024
+
+#: Something to start with the service and stop with it (relays, timers).
+Background = Callable[[], Awaitable[Callable[[], Awaitable[None]]]]
+
+
+@dataclass
+class ServiceParts:
+    """What a service is built from; tests can swap any of these before ``build_service``."""
+
+    settings: CommonSettings
+    clock: Clock
+    redis: Redis
+    broker: KafkaBroker
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+
+def make_clock(settings: CommonSettings) -> Clock:
+    """The shared clock, as the settings say."""
+    return Clock(
+        offset_seconds=settings.clock_offset_seconds,
+        speed=settings.clock_speed,
+        anchor=settings.clock_anchor,
+    )
+
+
+def make_redis(settings: CommonSettings) -> Redis:
+    """A Redis client for the service."""
+    return Redis.from_url(
+        settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
+    )
+
+
+class _HttpMetrics(BaseHTTPMiddleware):
+    def __init__(self, app: Any, registry: CollectorRegistry):
+        super().__init__(app)
+        self.requests = Counter(
+            "http_requests_total", "HTTP requests", ["method", "route", "status"], registry=registry
+        )
+        self.latency = Histogram(
+            "http_request_duration_seconds", "HTTP latency", ["method", "route"], registry=registry
+        )
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            return problem_response(request, "payload_too_large", 413)
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        self.latency.labels(request.method, route).observe(time.perf_counter() - started)
+        self.requests.labels(request.method, route, str(response.status_code)).inc()
+        return response
+
+
+def _ops_router(parts: ServiceParts, started: asyncio.Event) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok", "service": parts.settings.service_name}
+
+    @router.get("/readyz", response_model=None)
+    async def readyz(request: Request) -> JSONResponse:
+        """Readiness: Redis and the Kafka broker both answer."""
+        checks: dict[str, bool] = {"redis": False, "kafka": False, "started": started.is_set()}
+        with contextlib.suppress(Exception):
+            checks["redis"] = bool(await asyncio.wait_for(parts.redis.ping(), 1.0))
+        with contextlib.suppress(Exception):
+            checks["kafka"] = bool(await parts.broker.ping(timeout=1.0))
+        if all(checks.values()):
+            return JSONResponse({"status": "ready", "checks": checks})
+        return problem_response(request, "service_unavailable", 503, checks=checks)
+
+    @router.get("/metrics")
+    async def metrics() -> Response:
+        """Prometheus metrics."""
+        return Response(generate_latest(parts.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def build_service(
+    parts: ServiceParts,
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter] = (),
+    background: Sequence[Background] = (),
+    configure_logs: bool = True,
+) -> FastStreamAPI:
+    """Compose the ASGI app: FastAPI routes + FastStream subscribers + ops endpoints.
+
+    Subscribers must be registered on ``parts.broker`` before this is called.
+    """
+    if configure_logs:
+        configure_logging(parts.settings.service_name, parts.settings.log_level)
+    started = asyncio.Event()
+    stoppers: list[Callable[[], Awaitable[None]]] = []
+    connect_task: list[asyncio.Task[None]] = []
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for start in background:
+            stoppers.append(await start())
+        started.set()
+        try:
+            yield
+        finally:
+            started.clear()
+            for task in connect_task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            for stop in reversed(stoppers):
+                await stop()
+            stoppers.clear()
+            await parts.redis.aclose()
+
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="1.0.0",
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = parts.settings
+    app.state.clock = parts.clock
+    app.state.redis = parts.redis
+    app.state.broker = parts.broker
+    install_problem_handlers(app)
+    app.add_middleware(_HttpMetrics, registry=parts.registry)
+    app.include_router(_ops_router(parts, started))
+    for router in routers:
+        app.include_router(router)
+
+    async def connect(broker: KafkaBroker) -> None:
+        # Never block start-up on Kafka: connect in the background and keep retrying.
+        connect_task.append(asyncio.create_task(start_broker_when_reachable(broker)))
+
+    return FastStreamAPI(
+        parts.broker, application=app, asyncapi_path="/asyncapi", connection_hook=connect
+    )

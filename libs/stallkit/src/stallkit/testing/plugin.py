@@ -1,0 +1,146 @@
+"""Pytest fixtures: a real Kafka-protocol broker and a real redis-server on free ports.
+
+Both start once per session; each test gets its own topic and key prefix, so tests never see
+each other's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from redis.asyncio import Redis
+
+from stallkit import procs
+
+
+@dataclass(frozen=True)
+class Infra:
+    """Addresses of the session's broker and Redis."""
+
+    kafka_bootstrap: str
+    kafka_port: int
+    redis_url: str
+    redis_port: int
+
+
+@pytest.fixture(scope="session")
+def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
+    """Start the broker and redis-server for the session."""
+    kafka_port, redis_port = procs.free_port(), procs.free_port()
+    logs = tmp_path_factory.mktemp("infra")
+    broker = procs.spawn(procs.broker_args(kafka_port), log_path=logs / "broker.log")
+    redis = procs.spawn(
+        procs.redis_args(redis_port, logs, persistent=False), log_path=logs / "redis.log"
+    )
+    try:
+        procs.wait_for_port(kafka_port, proc=broker)
+        procs.wait_for_port(redis_port, proc=redis)
+        yield Infra(
+            kafka_bootstrap=f"127.0.0.1:{kafka_port}",
+            kafka_port=kafka_port,
+            redis_url=f"redis://127.0.0.1:{redis_port}/0",
+            redis_port=redis_port,
+        )
+    finally:
+        procs.stop(broker)
+        procs.stop(redis)
+
+
+@dataclass
+class Isolation:
+    """Per-test prefixes and the environment a service under test should see."""
+
+    infra: Infra
+    topic_prefix: str
+    redis_prefix: str
+
+    def env(self) -> dict[str, str]:
+        """Settings for a service in this test (as environment variable names)."""
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.infra.kafka_bootstrap,
+            "REDIS_URL": self.infra.redis_url,
+            "STALL_TOPIC_PREFIX": self.topic_prefix,
+            "STALL_REDIS_PREFIX": self.redis_prefix,
+        }
+
+
+@pytest.fixture
+def isolation(infra: Infra) -> Isolation:
+    """Fresh topic and Redis key prefixes for one test."""
+    tag = uuid.uuid4().hex[:10]
+    return Isolation(infra=infra, topic_prefix=f"t{tag}.", redis_prefix=f"t{tag}:")
+
+
+@pytest.fixture
+async def redis_client(infra: Infra) -> AsyncIterator[Redis]:
+    """A Redis client to the session's redis-server."""
+    client = Redis.from_url(infra.redis_url)
+    yield client
+    await client.aclose()
+
+
+class TopicReader:
+    """Reads a topic from the beginning and collects decoded messages (test side)."""
+
+    def __init__(self, bootstrap: str, topic: str):
+        self.consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            group_id=f"reader-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=10,
+            enable_auto_commit=False,
+        )
+        self.records: list[Any] = []
+
+    async def start(self) -> None:
+        """Join and wait for the group assignment (not a fixed sleep)."""
+        await self.consumer.start()
+        for _ in range(300):
+            if self.consumer.assignment():
+                return
+            await asyncio.sleep(0.1)
+            await self.consumer.getmany(timeout_ms=10)
+        raise TimeoutError("consumer was not assigned partitions")
+
+    async def collect_until(
+        self, predicate: Callable[[list[Any]], bool], timeout: float = 30.0
+    ) -> list[Any]:
+        """Fetch until ``predicate(records)`` holds or ``timeout`` passes; return records."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate(self.records) and loop.time() < deadline:
+            batches = await self.consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                self.records.extend(records)
+        return self.records
+
+    async def stop(self) -> None:
+        """Leave the group."""
+        await self.consumer.stop()
+
+
+@pytest.fixture
+async def topic_reader(infra: Infra) -> AsyncIterator[Callable[[str], Any]]:
+    """Factory of started :class:`TopicReader` instances, stopped after the test."""
+    readers: list[TopicReader] = []
+
+    async def make(topic: str) -> TopicReader:
+        reader = TopicReader(infra.kafka_bootstrap, topic)
+        await reader.start()
+        readers.append(reader)
+        return reader
+
+    yield make
+    for reader in readers:
+        await reader.stop()
+
+
+REPO_ROOT = Path(__file__).resolve().parents[5]
