@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 import pytest
-from pydantic import BaseModel, TypeAdapter, ValidationError
-from pydantic.fields import FieldInfo
-
 from contracts.asyncapi import DEFAULT_OUTPUT, build_asyncapi, render_asyncapi
 from contracts.catalogue import Catalogue, Category, Location, Market, MarketWindow, Stall
 from contracts.envelope import EVENT_TYPE_PREFIX, Envelope, Event, RawEnvelope
 from contracts.events import ALL_EVENTS, EVENTS_BY_TYPE
 from contracts.topics import TOPICS
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
 
 CATALOGUE_MODELS: tuple[type[BaseModel], ...] = (Location, MarketWindow, Market, Stall, Catalogue)
 M = TypeVar("M", bound=BaseModel)
@@ -102,8 +101,9 @@ def test_envelope_keeps_a_given_event_id() -> None:
 
 
 def _declared_examples() -> list[Any]:
+    models: tuple[type[BaseModel], ...] = (*ALL_EVENTS, *CATALOGUE_MODELS, Envelope, RawEnvelope)
     cases = []
-    for model in (*ALL_EVENTS, *CATALOGUE_MODELS, Envelope, RawEnvelope):
+    for model in models:
         for name, field in model.model_fields.items():
             for i, example in enumerate(field.examples or []):
                 cases.append(pytest.param(model, name, example, id=f"{model.__name__}.{name}[{i}]"))
@@ -115,7 +115,10 @@ def _declared_examples() -> list[Any]:
 def test_field_example_validates(model: type[BaseModel], field_name: str, example: Any) -> None:
     field = model.model_fields[field_name]
     # The field's constraints (pattern, lengths, bounds) live in its metadata.
-    adapter: TypeAdapter[Any] = TypeAdapter(Annotated[field.annotation, *field.metadata])
+    annotation: Any = field.annotation
+    if field.metadata:
+        annotation = Annotated[annotation, *field.metadata]
+    adapter: TypeAdapter[Any] = TypeAdapter(annotation)
     # Examples are published in the JSON schema, so they must validate as JSON.
     adapter.validate_json(json.dumps(example))
 
@@ -239,7 +242,10 @@ def test_asyncapi_main_writes_the_document(tmp_path: Path) -> None:
 
 
 def _window(**changes: Any) -> dict[str, Any]:
-    return {"id": "evening", "name_zh": "夜市", "name_en": "Evening market"} | {
+    return {
+        "id": "evening",
+        "name_zh": "夜市",
+        "name_en": "Evening market",
         "days": [1, 2, 3, 4, 5, 6, 7],
         "start": "17:30",
         "end": "22:30",
@@ -311,7 +317,14 @@ def test_stall_id_must_match_its_market() -> None:
         (MarketWindow, _window(days=[0])),
         (Location, {"lat": 40.0, "lon": 113.5}),
     ],
-    ids=["stall-short-market", "stall-short-number", "market-lowercase", "window-id", "day-0", "lat"],
+    ids=[
+        "stall-short-market",
+        "stall-short-number",
+        "market-lowercase",
+        "window-id",
+        "day-0",
+        "lat",
+    ],
 )
 def test_malformed_values_are_rejected(model: type[BaseModel], data: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):

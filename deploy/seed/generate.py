@@ -175,7 +175,8 @@ MARKETS: tuple[MarketSpec, ...] = (
                "高新区唐家湾镇后环社区", 22.3497, 113.5928, (P, F, G), "morning", 18),
     # 横琴粤澳深度合作区 Hengqin
     MarketSpec("HQ-01", HQ, "横琴口岸便民市场", "Hengqin Port Market",
-               "横琴粤澳深度合作区环岛东路横琴口岸旁", 22.1364, 113.5452, (F, G, S, C), "evening", 40),
+               "横琴粤澳深度合作区环岛东路横琴口岸旁", 22.1364, 113.5452,
+               (F, G, S, C), "evening", 40),
     MarketSpec("HQ-02", HQ, "横琴新家园夜市", "Hengqin New Home Night Market",
                "横琴粤澳深度合作区港澳大道横琴新家园", 22.1268, 113.5239, (F, G, S), "evening", 42),
     MarketSpec("HQ-03", HQ, "天沐河周末集市", "Tianmu River Weekend Market",
