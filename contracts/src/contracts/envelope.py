@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Self, TypeVar
@@ -72,7 +73,7 @@ class Envelope(BaseModel, Generic[E]):
         event_id: str | None = None,
     ) -> Envelope[E]:
         """Put ``event`` in an envelope with a fresh (or given) stable id."""
-        return Envelope[type(event)](  # type: ignore[misc]
+        return Envelope[builtins.type(event)](  # type: ignore[misc,operator,no-any-return]
             id=event_id or str(uuid.uuid4()),
             source=source,
             type=event.event_type(),
@@ -97,7 +98,7 @@ class RawEnvelope(BaseModel):
     marketid: str
     data: dict[str, Any]
 
-    def parse_data(self, model: type[E]) -> E:
+    def parse_data(self, model: builtins.type[E]) -> E:
         """Validate ``data`` as the given event model."""
         return model.model_validate(self.data)
 

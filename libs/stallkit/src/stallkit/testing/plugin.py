@@ -17,6 +17,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from redis.asyncio import Redis
 
+import contracts  # noqa: F401 - claim the name before importlib-mode test collection does
 from stallkit import procs
 
 
