@@ -1,0 +1,95 @@
+"""Allocation's Redis key layout.
+
+Every key allocation owns carries the ``{alloc}`` hash tag, so a Redis Cluster keeps them in one
+slot: the one-body-one-place rule needs one atomic decision across markets (a vendor's bookings
+in two markets), and allocation's data (1,489 stalls, their bookings, vendors) is small enough
+for one shard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key builder under a deployment prefix (empty in production, per-test in tests)."""
+
+    prefix: str = ""
+
+    @property
+    def base(self) -> str:
+        """Prefix of every allocation key; Lua scripts build their keys from it."""
+        return f"{self.prefix}alloc:{{alloc}}:"
+
+    def k(self, *parts: str) -> str:
+        """Key from parts under the base."""
+        return self.base + ":".join(parts)
+
+    def outbox(self) -> str:
+        """The outbox stream."""
+        return self.k("outbox")
+
+    def market(self, market_id: str) -> str:
+        """JSON of a market."""
+        return self.k("market", market_id)
+
+    def markets(self) -> str:
+        """Set of market ids."""
+        return self.k("markets")
+
+    def stall(self, stall_id: str) -> str:
+        """Hash of a stall: market, category, active, code_version, json."""
+        return self.k("stall", stall_id)
+
+    def market_stalls(self, market_id: str) -> str:
+        """Set of a market's stall ids."""
+        return self.k("mstalls", market_id)
+
+    def window(self, market_id: str, window_id: str) -> str:
+        """Hash with the signature of a market window."""
+        return self.k("window", market_id, window_id)
+
+    def catalogue_version(self) -> str:
+        """Counter bumped by every catalogue change."""
+        return self.k("catalogue_version")
+
+    def suspended(self, market_id: str, day: str) -> str:
+        """Reason a market is suspended on a date."""
+        return self.k("suspended", market_id, day)
+
+    def suspensions(self, market_id: str) -> str:
+        """Hash suspension id -> JSON of the suspension."""
+        return self.k("suspensions", market_id)
+
+    def vendor(self, vendor_id: str) -> str:
+        """Hash of a vendor."""
+        return self.k("vendor", vendor_id)
+
+    def phone(self, phone: str) -> str:
+        """Phone number -> vendor id (uniqueness)."""
+        return self.k("phone", phone)
+
+    def booking(self, booking_id: str) -> str:
+        """Hash of a booking."""
+        return self.k("booking", booking_id)
+
+    def claim(self, stall_id: str, day: str, window_id: str) -> str:
+        """The active booking id holding a stall for a window."""
+        return self.k("claim", stall_id, day, window_id)
+
+    def vendor_bookings(self, vendor_id: str) -> str:
+        """Sorted set of a vendor's booking ids by start time."""
+        return self.k("vbookings", vendor_id)
+
+    def window_bookings(self, market_id: str, day: str, window_id: str) -> str:
+        """Set of booking ids made for a window occurrence."""
+        return self.k("wbookings", market_id, day, window_id)
+
+    def window_counts(self, market_id: str, day: str, window_id: str) -> str:
+        """Hash priority/standard -> active bookings of a window occurrence."""
+        return self.k("wcount", market_id, day, window_id)
+
+    def no_shows(self, vendor_id: str) -> str:
+        """Sorted set of a vendor's no-shows by time."""
+        return self.k("noshows", vendor_id)

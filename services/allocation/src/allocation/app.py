@@ -1,0 +1,91 @@
+"""The allocation service's ASGI app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from faststream_fastapi import FastStreamAPI
+from stallkit.messaging import make_broker
+from stallkit.outbox import OutboxRelay
+from stallkit.problems import register_messages
+from stallkit.service import ServiceParts, build_service, make_clock, make_redis
+
+from allocation.bootstrap import bootstrap
+from allocation.config import AllocationSettings
+from allocation.domain.errors import MESSAGES
+from allocation.entrypoints import http_admin, http_bookings, http_catalogue, http_vendors
+from allocation.entrypoints.subscribers import register_subscribers
+
+CATALOGUE_REFRESH_SECONDS = 2.0
+
+
+def create_app(settings: AllocationSettings | None = None) -> FastStreamAPI:
+    """Compose the allocation service."""
+    settings = settings or AllocationSettings()
+    register_messages(MESSAGES)
+    parts = ServiceParts(
+        settings=settings,
+        clock=make_clock(settings),
+        redis=make_redis(settings),
+        broker=make_broker(settings),
+    )
+    allocation = bootstrap(settings, parts.clock, parts.redis)
+    register_subscribers(parts.broker, parts.redis, allocation)
+
+    async def start_relay() -> Callable[[], Awaitable[None]]:
+        relay = OutboxRelay(
+            parts.redis,
+            settings,
+            allocation.keys.outbox(),
+            consumer_name=f"{socket.gethostname()}-{os.getpid()}",
+            registry=parts.registry,
+        )
+        relay.start()
+        return relay.stop
+
+    async def keep_catalogue_fresh() -> Callable[[], Awaitable[None]]:
+        async def loop() -> None:
+            while True:
+                with contextlib.suppress(Exception):
+                    await allocation.catalogue.refresh()
+                await asyncio.sleep(CATALOGUE_REFRESH_SECONDS)
+
+        task = asyncio.create_task(loop())
+
+        async def stop() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        return stop
+
+    app = build_service(
+        parts,
+        title="Stall allocation 摊位预订",
+        description=(
+            "Vendors register and book stalls of Zhuhai's temporary convenience markets under "
+            "the double-limit rules (limited places, limited times)."
+        ),
+        routers=[
+            http_vendors.router,
+            http_catalogue.router,
+            http_bookings.router,
+            http_admin.router,
+        ],
+        background=[start_relay, keep_catalogue_fresh],
+    )
+    app._application.state.allocation = allocation
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # built on first access, so importing this module stays cheap
+        built = create_app()
+        globals()["app"] = built
+        return built
+    raise AttributeError(name)

@@ -1,0 +1,99 @@
+"""Composition root: wires settings, stores and use cases; tests can swap any part."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from redis.asyncio import Redis
+from stallkit.clock import Clock
+
+from allocation.adapters.catalogue_store import CatalogueStore
+from allocation.adapters.keys import Keys
+from allocation.adapters.ledger import Ledger
+from allocation.adapters.vendor_store import VendorStore
+from allocation.config import AllocationSettings
+from allocation.domain import stall_codes
+from allocation.domain.rules import Policy
+from allocation.service_layer.bookings import BookingService
+from allocation.service_layer.markets import MarketService
+from allocation.service_layer.vendors import VendorService
+
+
+def policy_from(settings: AllocationSettings) -> Policy:
+    """The booking policy the settings describe."""
+    hour, minute = (int(x) for x in settings.priority_hold_release.split(":"))
+    return Policy(
+        weekly_cap=settings.weekly_cap,
+        priority_horizon_days=settings.priority_horizon_days,
+        standard_horizon_days=settings.standard_horizon_days,
+        priority_hold_share=settings.priority_hold_share,
+        priority_hold_release_minute=hour * 60 + minute,
+        free_cancel_seconds=settings.free_cancel_hours * 3600,
+        check_in_before_seconds=settings.check_in_before_minutes * 60,
+        check_in_after_seconds=settings.check_in_after_minutes * 60,
+        no_show_limit=settings.no_show_limit,
+        no_show_period_seconds=settings.no_show_period_days * 86400,
+        no_show_suspension_seconds=settings.no_show_suspension_days * 86400,
+    )
+
+
+@dataclass
+class Allocation:
+    """Everything the allocation entrypoints use."""
+
+    settings: AllocationSettings
+    clock: Clock
+    keys: Keys
+    policy: Policy
+    catalogue: CatalogueStore
+    ledger: Ledger
+    vendors: VendorStore
+    vendor_service: VendorService
+    bookings: BookingService
+    markets: MarketService
+    signing_key: Ed25519PrivateKey
+
+
+def bootstrap(settings: AllocationSettings, clock: Clock, redis: Redis) -> Allocation:
+    """Build the allocation service from its settings, clock and Redis client."""
+    keys = Keys(settings.redis_prefix)
+    policy = policy_from(settings)
+    source = f"/services/{settings.service_name}"
+    catalogue = CatalogueStore(redis, keys, source=source, now=clock.now)
+    ledger = Ledger(redis, keys)
+    vendors = VendorStore(redis, keys)
+    hasher = PasswordHasher(
+        time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib, parallelism=1
+    )
+    bookings = BookingService(
+        ledger,
+        catalogue,
+        clock,
+        policy,
+        source=source,
+        idempotency_ttl_seconds=settings.idempotency_ttl_hours * 3600,
+    )
+    markets = MarketService(
+        catalogue,
+        ledger,
+        bookings,
+        clock,
+        policy,
+        source=source,
+        max_suspension_days=settings.max_suspension_days,
+    )
+    return Allocation(
+        settings=settings,
+        clock=clock,
+        keys=keys,
+        policy=policy,
+        catalogue=catalogue,
+        ledger=ledger,
+        vendors=vendors,
+        vendor_service=VendorService(vendors, clock, hasher),
+        bookings=bookings,
+        markets=markets,
+        signing_key=stall_codes.private_key_from_seed(settings.stall_code_signing_key),
+    )

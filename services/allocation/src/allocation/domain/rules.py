@@ -1,0 +1,104 @@
+"""The double-limit booking rules as pure functions of the policy and the clock."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from contracts.catalogue import Market, MarketWindow
+from stallkit.clock import local_datetime
+from stallkit.problems import ProblemError
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Rule parameters (from settings)."""
+
+    weekly_cap: int = 5
+    priority_horizon_days: int = 7
+    standard_horizon_days: int = 3
+    priority_hold_share: float = 0.30
+    priority_hold_release_minute: int = 18 * 60
+    free_cancel_seconds: float = 2 * 3600
+    check_in_before_seconds: int = 30 * 60
+    check_in_after_seconds: int = 30 * 60
+    no_show_limit: int = 3
+    no_show_period_seconds: int = 30 * 86400
+    no_show_suspension_seconds: int = 7 * 86400
+
+
+@dataclass(frozen=True)
+class WindowOccurrence:
+    """A market window on a given date, with its instants."""
+
+    market_id: str
+    window: MarketWindow
+    date: date
+    starts_at: datetime
+    ends_at: datetime
+
+    @property
+    def iso_week(self) -> str:
+        """ISO week key, e.g. ``2026-W48``, for the weekly cap."""
+        year, week, _ = self.date.isocalendar()
+        return f"{year}-W{week:02d}"
+
+    def signature(self) -> str:
+        """What must still hold in the store for a decision made on this occurrence."""
+        days = "".join(str(d) for d in sorted(self.window.days))
+        return f"{self.window.start_minute}-{self.window.end_minute}-{days}"
+
+
+def occurrence(market: Market, window_id: str, day: date) -> WindowOccurrence:
+    """The window's occurrence on ``day``, or ``window_not_found``."""
+    window = market.window(window_id)
+    if window is None or day.isoweekday() not in window.days:
+        raise ProblemError(
+            "window_not_found", 404, f"{market.id} has no window {window_id!r} on {day}"
+        )
+    return WindowOccurrence(
+        market_id=market.id,
+        window=window,
+        date=day,
+        starts_at=local_datetime(day, window.start_minute),
+        ends_at=local_datetime(day, window.end_minute),
+    )
+
+
+def booking_opens_at(day: date, horizon_days: int) -> datetime:
+    """Local midnight of D-``horizon_days``: when booking for ``day`` opens."""
+    return local_datetime(day - timedelta(days=horizon_days), 0)
+
+
+def priority_hold_ends_at(policy: Policy, day: date) -> datetime:
+    """When the priority hold of ``day``'s windows ends (D-1 at the release time)."""
+    return local_datetime(day - timedelta(days=1), policy.priority_hold_release_minute)
+
+
+def held_stall_count(policy: Policy, total_stalls: int) -> int:
+    """How many of a window's stalls are held for priority groups."""
+    return math.floor(total_stalls * policy.priority_hold_share + 1e-9)
+
+
+def cancellation_is_late(policy: Policy, starts_at: datetime, now: datetime) -> bool:
+    """Cancelling now counts as a no-show (after start - free-cancel period)."""
+    return now > starts_at - timedelta(seconds=policy.free_cancel_seconds)
+
+
+def check_in_window(
+    policy: Policy, starts_at: datetime, ends_at: datetime, booked_at: datetime
+) -> tuple[datetime, datetime]:
+    """When check-in is allowed: around the start, or 30 min from a late same-day booking."""
+    opens = starts_at - timedelta(seconds=policy.check_in_before_seconds)
+    closes = starts_at + timedelta(seconds=policy.check_in_after_seconds)
+    if booked_at > starts_at:
+        closes = min(
+            ends_at, max(closes, booked_at + timedelta(seconds=policy.check_in_after_seconds))
+        )
+    return opens, closes
+
+
+def health_certificate_valid(expires: date | None, day: date) -> bool:
+    """A certificate expiring on ``day`` or later covers ``day``."""
+    return expires is not None and expires >= day

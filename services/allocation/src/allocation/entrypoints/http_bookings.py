@@ -1,0 +1,100 @@
+"""Bookings: book, list, read, cancel, check in."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response, status
+
+from allocation.domain.errors import rejected
+from allocation.entrypoints.deps import AllocationDep, CurrentVendor
+from allocation.entrypoints.schemas import BookingRequest, BookingView, CheckInRequest
+from allocation.service_layer.bookings import BookStall
+
+router = APIRouter(prefix="/v1/bookings", tags=["bookings"])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=128,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Unique per intended booking; a retry with the same key returns it.",
+    ),
+]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def book_stall(
+    body: BookingRequest,
+    principal: CurrentVendor,
+    allocation: AllocationDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> BookingView:
+    """Book a stall for a window; every double-limit rule is checked atomically."""
+    if not idempotency_key:
+        raise rejected("idempotency_key_required")
+    booking, replayed = await allocation.bookings.book(
+        BookStall(
+            vendor_id=principal.sub,
+            stall_id=body.stall_id,
+            date=body.date,
+            window_id=body.window_id,
+            idempotency_key=idempotency_key,
+        )
+    )
+    if replayed:
+        response.status_code = status.HTTP_200_OK
+        response.headers["Idempotent-Replayed"] = "true"
+    response.headers["Location"] = f"/v1/bookings/{booking.id}"
+    return BookingView.of(booking, allocation.policy)
+
+
+@router.get("")
+async def my_bookings(
+    principal: CurrentVendor,
+    allocation: AllocationDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> list[BookingView]:
+    """The caller's bookings, latest window first."""
+    ids = await allocation.ledger.vendor_booking_ids(principal.sub, limit)
+    bookings = await allocation.ledger.get_many(ids)
+    return [BookingView.of(b, allocation.policy) for b in bookings]
+
+
+async def _own(allocation: AllocationDep, vendor_id: str, booking_id: str) -> BookingView:
+    booking = await allocation.ledger.get(booking_id) if len(booking_id) <= 64 else None
+    if booking is None or booking.vendor_id != vendor_id:
+        raise rejected("booking_not_found")
+    return BookingView.of(booking, allocation.policy)
+
+
+@router.get("/{booking_id}")
+async def read_booking(
+    booking_id: str, principal: CurrentVendor, allocation: AllocationDep
+) -> BookingView:
+    """One of the caller's bookings."""
+    return await _own(allocation, principal.sub, booking_id)
+
+
+@router.delete("/{booking_id}")
+async def cancel_booking(
+    booking_id: str, principal: CurrentVendor, allocation: AllocationDep
+) -> BookingView:
+    """Cancel: free until 2 h before the start, later it counts as a no-show."""
+    await _own(allocation, principal.sub, booking_id)
+    booking = await allocation.bookings.cancel(principal.sub, booking_id)
+    return BookingView.of(booking, allocation.policy)
+
+
+@router.post("/{booking_id}/check-in")
+async def check_in(
+    booking_id: str, body: CheckInRequest, principal: CurrentVendor, allocation: AllocationDep
+) -> BookingView:
+    """Check in by presenting the scanned stall code within the check-in window."""
+    await _own(allocation, principal.sub, booking_id)
+    booking = await allocation.bookings.check_in(
+        principal.sub, booking_id, body.code, allocation.signing_key.public_key()
+    )
+    return BookingView.of(booking, allocation.policy)

@@ -1,0 +1,63 @@
+"""Vendor registration, login and own profile."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, status
+from fastapi.security import OAuth2PasswordRequestForm
+from stallkit.auth import Role, mint_token
+
+from allocation.domain.errors import rejected
+from allocation.entrypoints.deps import AllocationDep, CurrentVendor
+from allocation.entrypoints.schemas import TokenResponse, VendorProfile, VendorRegistration
+from allocation.service_layer.vendors import RegisterVendor
+
+router = APIRouter(prefix="/v1", tags=["vendors"])
+
+
+@router.post("/vendors", status_code=status.HTTP_201_CREATED)
+async def register_vendor(body: VendorRegistration, allocation: AllocationDep) -> VendorProfile:
+    """Register a vendor (phone numbers are unique)."""
+    vendor = await allocation.vendor_service.register(
+        RegisterVendor(
+            name=body.name,
+            phone=body.phone,
+            password=body.password,
+            priority_group=body.priority_group,
+            categories=frozenset(body.categories),
+            health_certificate_expires=body.health_certificate_expires,
+        )
+    )
+    return VendorProfile.of(vendor, 0, allocation.clock.now())
+
+
+@router.post("/auth/token")
+async def login(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()], allocation: AllocationDep
+) -> TokenResponse:
+    """OAuth2 password flow: phone number as username, password → bearer token."""
+    if len(form.username) > 32 or len(form.password) > 128:
+        raise rejected("invalid_credentials")
+    vendor_id = await allocation.vendor_service.authenticate(form.username.strip(), form.password)
+    ttl = allocation.settings.jwt_ttl_seconds
+    token = mint_token(
+        allocation.settings.jwt_secret,
+        sub=vendor_id,
+        role=Role.VENDOR,
+        now=allocation.clock.now(),
+        ttl_seconds=ttl,
+    )
+    return TokenResponse(access_token=token, expires_in=ttl)
+
+
+@router.get("/vendors/me")
+async def my_profile(principal: CurrentVendor, allocation: AllocationDep) -> VendorProfile:
+    """The caller's profile, no-shows in the period and any booking suspension."""
+    vendor = await allocation.vendors.get(principal.sub)
+    if vendor is None:
+        raise rejected("vendor_not_found")
+    now = allocation.clock.now()
+    since = now.timestamp() - allocation.policy.no_show_period_seconds
+    no_shows = await allocation.ledger.no_shows_since(vendor.id, since)
+    return VendorProfile.of(vendor, no_shows, now)

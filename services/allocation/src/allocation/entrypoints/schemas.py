@@ -1,0 +1,232 @@
+"""HTTP request and response bodies (the public v1 contract of allocation)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from contracts.catalogue import (
+    STALL_ID_PATTERN,
+    WINDOW_ID_PATTERN,
+    Category,
+    District,
+    Location,
+    Market,
+    MarketWindow,
+)
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from allocation.domain.model import Booking, BookingState, PriorityGroup, Vendor
+from allocation.domain.rules import Policy, check_in_window
+
+Phone = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, pattern=r"^1[3-9]\d{9}$"),
+    Field(description="Mainland China mobile number.", examples=["13800138000"]),
+]
+
+
+class Strict(BaseModel):
+    """Request bodies refuse unknown fields."""
+
+    model_config = ConfigDict(extra="forbid", str_max_length=1000)
+
+
+class VendorRegistration(Strict):
+    """Body of ``POST /v1/vendors``."""
+
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)] = (
+        Field(examples=["陈小梅"])
+    )
+    phone: Phone
+    password: str = Field(min_length=8, max_length=128, examples=["correct horse battery"])
+    priority_group: PriorityGroup = Field(default=PriorityGroup.NONE)
+    categories: list[Category] = Field(
+        min_length=1, max_length=5, description="Permitted stall categories."
+    )
+    health_certificate_expires: dt.date | None = Field(
+        default=None, description="Expiry of the health certificate (needed for cooked food)."
+    )
+
+
+class VendorProfile(BaseModel):
+    """A vendor's own profile; the phone number is masked."""
+
+    id: str
+    name: str
+    phone_masked: str = Field(examples=["138****8000"])
+    priority_group: PriorityGroup
+    categories: list[Category]
+    health_certificate_expires: dt.date | None
+    suspended_until: dt.datetime | None = Field(description="Booking is suspended until then.")
+    no_shows_last_30_days: int
+
+    @classmethod
+    def of(cls, vendor: Vendor, no_shows: int, now: dt.datetime) -> VendorProfile:
+        """The profile of ``vendor``."""
+        suspended = vendor.suspended_until
+        return cls(
+            id=vendor.id,
+            name=vendor.name,
+            phone_masked=vendor.phone[:3] + "****" + vendor.phone[-4:],
+            priority_group=vendor.priority_group,
+            categories=sorted(vendor.categories),
+            health_certificate_expires=vendor.health_certificate_expires,
+            suspended_until=suspended if suspended and suspended > now else None,
+            no_shows_last_30_days=no_shows,
+        )
+
+
+class TokenResponse(BaseModel):
+    """OAuth2 bearer token."""
+
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+
+class BookingRequest(Strict):
+    """Body of ``POST /v1/bookings``."""
+
+    stall_id: str = Field(pattern=STALL_ID_PATTERN, examples=["XZ-03-A017"])
+    date: dt.date = Field(description="Local date of the window.")
+    window_id: str = Field(pattern=WINDOW_ID_PATTERN, examples=["evening"])
+
+
+class BookingView(BaseModel):
+    """A booking as its vendor sees it."""
+
+    id: str
+    vendor_id: str
+    market_id: str
+    stall_id: str
+    date: dt.date
+    window_id: str
+    category: Category
+    state: BookingState
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    created_at: dt.datetime
+    check_in_opens_at: dt.datetime
+    check_in_closes_at: dt.datetime
+    checked_in_at: dt.datetime | None
+    cancelled_at: dt.datetime | None
+    late_cancellation: bool
+    reason: str | None = Field(description="Why the market cancelled it, if it did.")
+
+    @classmethod
+    def of(cls, booking: Booking, policy: Policy) -> BookingView:
+        """The view of ``booking``."""
+        opens, closes = check_in_window(
+            policy, booking.starts_at, booking.ends_at, booking.created_at
+        )
+        return cls(
+            id=booking.id,
+            vendor_id=booking.vendor_id,
+            market_id=booking.market_id,
+            stall_id=booking.stall_id,
+            date=booking.date,
+            window_id=booking.window_id,
+            category=booking.category,
+            state=booking.state,
+            starts_at=booking.starts_at,
+            ends_at=booking.ends_at,
+            created_at=booking.created_at,
+            check_in_opens_at=opens,
+            check_in_closes_at=closes,
+            checked_in_at=booking.checked_in_at,
+            cancelled_at=booking.cancelled_at,
+            late_cancellation=booking.late_cancellation,
+            reason=booking.reason,
+        )
+
+
+class CheckInRequest(Strict):
+    """Body of ``POST /v1/bookings/{id}/check-in``: the text of the scanned stall code."""
+
+    code: str = Field(min_length=1, max_length=200, examples=["ZHSC1.XZ-03-A017.1.…"])
+
+
+class MarketSummary(BaseModel):
+    """A market in a list."""
+
+    id: str
+    district: District
+    name_zh: str
+    name_en: str
+    address_zh: str
+    location: Location
+    zones: list[Category]
+    windows: list[MarketWindow]
+    stall_count: int
+    open_now: bool
+
+    @classmethod
+    def of(cls, market: Market, stall_count: int, open_now: bool) -> MarketSummary:
+        """The summary of ``market``."""
+        return cls(**market.model_dump(), stall_count=stall_count, open_now=open_now)
+
+
+class WindowAvailabilityView(BaseModel):
+    """Availability of one window on the date."""
+
+    window_id: str
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    total: int
+    booked: int
+    free: int
+    held_for_priority: int = Field(description="Free stalls only priority groups may book now.")
+    free_stalls: list[str]
+    suspended_reason: str | None
+
+
+class AvailabilityView(BaseModel):
+    """Body of ``GET /v1/markets/{id}/availability``."""
+
+    market_id: str
+    date: dt.date
+    windows: list[WindowAvailabilityView]
+
+
+class SuspensionRequest(Strict):
+    """Body of ``POST /v1/admin/markets/{id}/suspensions``."""
+
+    first_date: dt.date
+    last_date: dt.date
+    reason: str = Field(min_length=1, max_length=200, examples=["台风红色预警 Typhoon signal red"])
+
+
+class SuspensionView(BaseModel):
+    """A suspension and what it did."""
+
+    suspension_id: str
+    market_id: str
+    first_date: dt.date
+    last_date: dt.date
+    reason: str
+    cancelled_bookings: int
+
+
+class ImportView(BaseModel):
+    """Result of a catalogue import."""
+
+    markets: int
+    stalls: int
+    changed_markets: int
+    changed_stalls: int
+
+
+class StallCodeView(BaseModel):
+    """A stall's current code."""
+
+    stall_id: str
+    version: int
+    code: str = Field(description="The text the QR code carries.")
+
+
+class PublicKeyView(BaseModel):
+    """Key that verifies stall codes."""
+
+    algorithm: str = "Ed25519"
+    public_key: str = Field(description="base64 of the raw 32-byte public key.")

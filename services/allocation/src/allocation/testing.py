@@ -1,0 +1,181 @@
+"""Test support for allocation: the service running against a real broker and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from argon2 import PasswordHasher
+from faststream_fastapi import FastStreamAPI
+
+from allocation.app import create_app
+from allocation.bootstrap import Allocation
+from allocation.config import AllocationSettings
+from allocation.domain.model import PriorityGroup, Vendor
+from contracts.catalogue import Catalogue, Category, District, Location, Market, MarketWindow, Stall
+from stallkit import procs
+from stallkit.auth import Role, mint_token
+from stallkit.clock import MARKET_TZ, Clock
+from stallkit.testing.plugin import Isolation
+
+_HASH = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1).hash("password123")
+_counter = itertools.count(1)
+
+
+def small_catalogue() -> Catalogue:
+    """Two evening markets (XZ-91: 20 cooked/daily stalls, XZ-92: 10) and a morning one."""
+    evening = MarketWindow(
+        id="evening", name_zh="夜市", name_en="Evening", days=[1, 2, 3, 4, 5, 6, 7],
+        start=time(17, 30), end=time(22, 30),
+    )  # fmt: skip
+    late = MarketWindow(
+        id="late", name_zh="晚市", name_en="Late", days=[1, 2, 3, 4, 5, 6, 7],
+        start=time(19, 0), end=time(23, 0),
+    )  # fmt: skip
+    morning = MarketWindow(
+        id="morning", name_zh="早市", name_en="Morning", days=[6, 7],
+        start=time(6, 0), end=time(10, 0),
+    )  # fmt: skip
+    loc = Location(lat=22.27, lon=113.57)
+    markets = [
+        Market(id="XZ-91", district=District.XIANGZHOU, name_zh="测试夜市", name_en="Test Night",
+               location=loc, zones=[Category.COOKED_FOOD, Category.DAILY_GOODS], windows=[evening]),
+        Market(id="XZ-92", district=District.XIANGZHOU, name_zh="测试晚市", name_en="Test Late",
+               location=loc, zones=[Category.DAILY_GOODS], windows=[late]),
+        Market(id="DM-93", district=District.DOUMEN, name_zh="测试早市", name_en="Test Morning",
+               location=loc, zones=[Category.FRESH_PRODUCE], windows=[morning]),
+    ]  # fmt: skip
+    stalls = [Stall(id=f"XZ-91-A{i:03d}", market_id="XZ-91", category=Category.COOKED_FOOD)
+              for i in range(1, 11)]  # fmt: skip
+    stalls += [Stall(id=f"XZ-91-C{i:03d}", market_id="XZ-91", category=Category.DAILY_GOODS)
+               for i in range(1, 11)]  # fmt: skip
+    stalls += [Stall(id=f"XZ-92-C{i:03d}", market_id="XZ-92", category=Category.DAILY_GOODS)
+               for i in range(1, 11)]  # fmt: skip
+    stalls += [Stall(id=f"DM-93-B{i:03d}", market_id="DM-93", category=Category.FRESH_PRODUCE)
+               for i in range(1, 6)]  # fmt: skip
+    return Catalogue(markets=markets, stalls=stalls)
+
+
+def local(day: date, hour: int, minute: int = 0) -> datetime:
+    """A local Asia/Shanghai instant."""
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=MARKET_TZ)
+
+
+def set_now(clock: Clock, when: datetime) -> None:
+    """Move the service clock so that it reads ``when`` now."""
+    clock.offset_seconds = 0.0
+    clock.speed = 1.0
+    clock.offset_seconds = when.timestamp() - clock.timestamp()
+
+
+@dataclass
+class RunningAllocation:
+    """The allocation service running on a local port, with handles for tests."""
+
+    url: str
+    asgi: FastStreamAPI
+    allocation: Allocation
+    settings: AllocationSettings
+    admin_token: str
+
+    @property
+    def clock(self) -> Clock:
+        """The service clock (tests move it)."""
+        return self.allocation.clock
+
+    def client(self, token: str | None = None, **kwargs: Any) -> httpx.AsyncClient:
+        """An HTTP client, authenticated with ``token`` if given."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30, **kwargs)
+
+    def token(self, sub: str, role: Role = Role.VENDOR, ttl: int = 3600) -> str:
+        """A token signed with the service's secret."""
+        return mint_token(
+            self.settings.jwt_secret, sub=sub, role=role, now=self.clock.now(), ttl_seconds=ttl
+        )
+
+    async def vendor(
+        self,
+        *,
+        priority: PriorityGroup = PriorityGroup.NONE,
+        categories: frozenset[Category] = frozenset(Category),
+        health_until: date | None = date(2099, 1, 1),
+    ) -> tuple[str, str]:
+        """A vendor created directly in the store (fast); returns (id, token)."""
+        n = next(_counter)
+        vendor = Vendor(
+            id=f"vd_test{n:06d}",
+            name=f"测试摊贩{n}",
+            phone=f"139{n:08d}",
+            priority_group=priority,
+            categories=categories,
+            health_certificate_expires=health_until,
+            suspended_until=None,
+            created_at=self.clock.now(),
+        )
+        assert await self.allocation.vendors.create(vendor, _HASH)
+        return vendor.id, self.token(vendor.id)
+
+
+def settings_for(isolation: Isolation, **overrides: Any) -> AllocationSettings:
+    """Allocation settings pointing at the session's broker and Redis."""
+    env = {k.lower(): v for k, v in isolation.env().items()}
+    return AllocationSettings.model_validate({**env, **overrides})
+
+
+@contextlib.asynccontextmanager
+async def serve(settings: AllocationSettings) -> AsyncIterator[RunningAllocation]:
+    """Run the allocation app in this event loop until the block ends."""
+    asgi = create_app(settings)
+    port = procs.free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(asgi, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    allocation: Allocation = asgi._application.state.allocation  # noqa: SLF001
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            await asyncio.sleep(0.05)
+        assert server.started, "allocation did not start"
+        admin = mint_token(
+            settings.jwt_secret, sub="admin", role=Role.ADMIN, now=allocation.clock.now(),
+            ttl_seconds=3600,
+        )  # fmt: skip
+        yield RunningAllocation(f"http://127.0.0.1:{port}", asgi, allocation, settings, admin)
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture
+def make_settings(isolation: Isolation) -> Callable[..., AllocationSettings]:
+    """Factory of settings for this test's isolation, with overrides."""
+    return lambda **overrides: settings_for(isolation, **overrides)
+
+
+@pytest.fixture
+async def svc(isolation: Isolation) -> AsyncIterator[RunningAllocation]:
+    """The allocation service with the small catalogue loaded, clock at 10:00 on a Monday."""
+    async with serve(settings_for(isolation)) as running:
+        async with running.client(running.admin_token) as admin:
+            response = await admin.put(
+                "/v1/admin/catalogue", json=small_catalogue().model_dump(mode="json")
+            )
+            assert response.status_code == 200, response.text
+        set_now(running.clock, local(MONDAY, 10))
+        yield running
+
+
+#: A Monday some weeks ahead of the real date; tests move the clock relative to it.
+MONDAY = date(2026, 12, 7)
+TUESDAY = MONDAY + timedelta(days=1)

