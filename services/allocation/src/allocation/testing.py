@@ -14,17 +14,17 @@ import httpx
 import pytest
 import uvicorn
 from argon2 import PasswordHasher
+from contracts.catalogue import Catalogue, Category, District, Location, Market, MarketWindow, Stall
 from faststream_fastapi import FastStreamAPI
+from stallkit import procs
+from stallkit.auth import Role, mint_token
+from stallkit.clock import MARKET_TZ, Clock
+from stallkit.testing.plugin import Isolation
 
 from allocation.app import create_app
 from allocation.bootstrap import Allocation
 from allocation.config import AllocationSettings
 from allocation.domain.model import PriorityGroup, Vendor
-from contracts.catalogue import Catalogue, Category, District, Location, Market, MarketWindow, Stall
-from stallkit import procs
-from stallkit.auth import Role, mint_token
-from stallkit.clock import MARKET_TZ, Clock
-from stallkit.testing.plugin import Isolation
 
 _HASH = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1).hash("password123")
 _counter = itertools.count(1)
@@ -96,7 +96,7 @@ class RunningAllocation:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30, **kwargs)
 
-    def token(self, sub: str, role: Role = Role.VENDOR, ttl: int = 3600) -> str:
+    def token(self, sub: str, role: Role = Role.VENDOR, ttl: int = 30 * 86400) -> str:
         """A token signed with the service's secret."""
         return mint_token(
             self.settings.jwt_secret, sub=sub, role=role, now=self.clock.now(), ttl_seconds=ttl
@@ -140,7 +140,7 @@ async def serve(settings: AllocationSettings) -> AsyncIterator[RunningAllocation
         uvicorn.Config(asgi, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
     task = asyncio.create_task(server.serve())
-    allocation: Allocation = asgi._application.state.allocation  # noqa: SLF001
+    allocation: Allocation = asgi._application.state.allocation
     try:
         for _ in range(200):
             if server.started:
@@ -149,7 +149,7 @@ async def serve(settings: AllocationSettings) -> AsyncIterator[RunningAllocation
         assert server.started, "allocation did not start"
         admin = mint_token(
             settings.jwt_secret, sub="admin", role=Role.ADMIN, now=allocation.clock.now(),
-            ttl_seconds=3600,
+            ttl_seconds=365 * 86400,
         )  # fmt: skip
         yield RunningAllocation(f"http://127.0.0.1:{port}", asgi, allocation, settings, admin)
     finally:

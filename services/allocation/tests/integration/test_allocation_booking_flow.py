@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from allocation.testing import MONDAY, RunningAllocation, local, set_now
+from allocation.testing import MONDAY, RunningAllocation, local
 
 pytestmark = pytest.mark.integration
 
