@@ -1,0 +1,81 @@
+"""Settings of the inspection service (environment variables prefixed ``INSPECTION_``)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import ClassVar
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
+from stallkit.settings import CommonSettings
+
+#: Allocation's development stall-code seed (base64 of b"dev-only-stall-code-seed-32bytes").
+#: Anyone can sign codes with it, so its public key is refused outside development mode.
+DEV_STALL_CODE_SEED_B64 = "ZGV2LW9ubHktc3RhbGwtY29kZS1zZWVkLTMyYnl0ZXM="
+
+
+def public_key_of_seed(seed_b64: str) -> str:
+    """Base64 of the raw Ed25519 public key whose private seed is ``seed_b64``."""
+    private = Ed25519PrivateKey.from_private_bytes(base64.b64decode(seed_b64, validate=True))
+    raw = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return base64.b64encode(raw).decode()
+
+
+def load_public_key(key_b64: str) -> Ed25519PublicKey:
+    """The Ed25519 public key from base64 of its 32 raw bytes; ValueError if it is not one."""
+    try:
+        raw = base64.b64decode(key_b64, validate=True)
+    except binascii.Error as exc:
+        raise ValueError("stall_code_public_key is not valid base64") from exc
+    if len(raw) != 32:
+        raise ValueError("stall_code_public_key must be 32 raw bytes (Ed25519), base64-encoded")
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+DEV_STALL_CODE_PUBLIC_KEY_B64 = public_key_of_seed(DEV_STALL_CODE_SEED_B64)
+
+
+class InspectionSettings(CommonSettings):
+    """The shared settings plus what patrol inspection needs."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="INSPECTION_", extra="ignore", populate_by_name=True
+    )
+
+    dev_secrets: ClassVar[dict[str, str]] = {
+        **CommonSettings.dev_secrets,
+        "stall_code_public_key": DEV_STALL_CODE_PUBLIC_KEY_B64,
+    }
+
+    service_name: str = "inspection"
+    stall_code_public_key: str = Field(
+        default="",
+        validate_default=True,
+        description=(
+            "Base64 of the raw 32-byte Ed25519 public key that verifies stall codes; "
+            "defaults to the key of allocation's development seed (refused in production)."
+        ),
+    )
+    expected_retention_days: int = Field(
+        default=7,
+        ge=1,
+        description="Days after a window's date that its expected bookings are kept.",
+    )
+
+    @field_validator("stall_code_public_key")
+    @classmethod
+    def _valid_public_key(cls, value: str) -> str:
+        if not value:
+            return DEV_STALL_CODE_PUBLIC_KEY_B64
+        load_public_key(value)
+        return value
+
+    def stall_code_key(self) -> Ed25519PublicKey:
+        """The key that verifies stall codes."""
+        return load_public_key(self.stall_code_public_key)

@@ -1,0 +1,117 @@
+"""Where the counters live: Redis in service, dicts in unit tests."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from redis.asyncio import Redis
+from stallkit.settings import CommonSettings
+
+from reporting.domain.stats import CountedEvent, EventStats, Scope, scopes_of
+
+#: How long an event id is remembered as counted (as long as the consumer's dedup marks).
+SEEN_TTL_SECONDS = 7 * 24 * 3600
+
+# Counts an event once: the "seen" mark and the increments happen together or not at all, so a
+# crash between counting and the consumer's dedup mark cannot count an event twice.
+_COUNT_ONCE = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
+  return 0
+end
+for i = 2, #KEYS do
+  redis.call('HINCRBY', KEYS[i], ARGV[1], 1)
+end
+return 1
+"""
+
+
+class StatsStore(Protocol):
+    """Counters by event type per scope, and what district each market is in."""
+
+    async def count(self, event: CountedEvent) -> bool:
+        """Add the event to its scopes' counters; False when it was counted before."""
+        ...
+
+    async def stats(self, scope: Scope) -> EventStats:
+        """The counts of one scope."""
+        ...
+
+    async def remember_district(self, market_id: str, district: str) -> None:
+        """Remember the market's district, to count its events without one there too."""
+        ...
+
+    async def district_of(self, market_id: str) -> str | None:
+        """The market's district, if a catalogue change told it."""
+        ...
+
+
+class RedisStatsStore:
+    """Hashes of counts by event type.
+
+    Aggregates span markets, so unlike per-market state they share one hash tag
+    (``rep:{stats}:...``): that keeps a count and its "seen" mark in one cluster slot, where a
+    script can update them atomically. Each scope is one small hash.
+    """
+
+    def __init__(self, redis: Redis, settings: CommonSettings):
+        self.redis = redis
+        self.settings = settings
+        self._count_once = redis.register_script(_COUNT_ONCE)
+
+    def _key(self, *parts: str) -> str:
+        return self.settings.key("rep", "{stats}", *parts)
+
+    def _scope_key(self, scope: Scope) -> str:
+        return self._key("counts", scope.kind.value, scope.id) if scope.id else self._key("counts")
+
+    async def count(self, event: CountedEvent) -> bool:
+        """Add the event to its scopes' counters; False when it was counted before."""
+        keys = [self._key("seen", event.event_id)]
+        keys += [self._scope_key(s) for s in scopes_of(event)]
+        added = await self._count_once(keys=keys, args=[event.event_type, SEEN_TTL_SECONDS])
+        return bool(added)
+
+    async def stats(self, scope: Scope) -> EventStats:
+        """The counts of one scope."""
+        raw = await self.redis.hgetall(self._scope_key(scope))
+        return EventStats({k.decode(): int(v) for k, v in raw.items()})
+
+    async def remember_district(self, market_id: str, district: str) -> None:
+        """Remember the market's district, to count its events without one there too."""
+        await self.redis.hset(self._key("market_districts"), market_id, district)
+
+    async def district_of(self, market_id: str) -> str | None:
+        """The market's district, if a catalogue change told it."""
+        raw = await self.redis.hget(self._key("market_districts"), market_id)
+        return None if raw is None else bytes(raw).decode()
+
+
+class InMemoryStatsStore:
+    """Dicts instead of Redis, for unit tests."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self.counts: dict[Scope, dict[str, int]] = {}
+        self.districts: dict[str, str] = {}
+
+    async def count(self, event: CountedEvent) -> bool:
+        """Add the event to its scopes' counters; False when it was counted before."""
+        if event.event_id in self.seen:
+            return False
+        self.seen.add(event.event_id)
+        for scope in scopes_of(event):
+            counts = self.counts.setdefault(scope, {})
+            counts[event.event_type] = counts.get(event.event_type, 0) + 1
+        return True
+
+    async def stats(self, scope: Scope) -> EventStats:
+        """The counts of one scope."""
+        return EventStats(dict(self.counts.get(scope, {})))
+
+    async def remember_district(self, market_id: str, district: str) -> None:
+        """Remember the market's district."""
+        self.districts[market_id] = district
+
+    async def district_of(self, market_id: str) -> str | None:
+        """The market's district, if a catalogue change told it."""
+        return self.districts.get(market_id)

@@ -1,0 +1,54 @@
+"""Composition root of the reporting service: settings, Redis, Kafka, routes, subscribers.
+
+``uvicorn reporting.app:app`` builds the app on first access of ``app``; tests call
+:func:`create_app` with their own settings (and may swap the store or the parts).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faststream_fastapi import FastStreamAPI
+from stallkit.messaging import make_broker
+from stallkit.service import ServiceParts, build_service, make_clock, make_redis
+
+from reporting.adapters.stats_store import RedisStatsStore, StatsStore
+from reporting.config import ReportingSettings
+from reporting.entrypoints.http import stats_router
+from reporting.entrypoints.subscribers import EventCounter, subscribe_everything
+
+
+def create_app(
+    settings: ReportingSettings | None = None,
+    *,
+    parts: ServiceParts | None = None,
+    store: StatsStore | None = None,
+    configure_logs: bool = True,
+) -> FastStreamAPI:
+    """Build the reporting service; ``parts`` and ``store`` default to the real adapters."""
+    settings = settings or ReportingSettings()
+    if parts is None:
+        parts = ServiceParts(
+            settings=settings,
+            clock=make_clock(settings),
+            redis=make_redis(settings),
+            broker=make_broker(settings),
+        )
+    store = store or RedisStatsStore(parts.redis, settings)
+    subscribe_everything(parts.broker, settings, parts.redis, EventCounter(store))
+    return build_service(
+        parts,
+        title="Reporting service",
+        description="Aggregates of every event, district feeds and reports.",
+        routers=[stats_router(store)],
+        configure_logs=configure_logs,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    """Build ``app`` lazily, so importing this module (tests, tools) stays cheap."""
+    if name == "app":
+        app = create_app()
+        globals()["app"] = app
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

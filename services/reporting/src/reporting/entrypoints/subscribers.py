@@ -1,0 +1,69 @@
+"""Every event in, counters out: the edge between Kafka and the reporting domain."""
+
+from __future__ import annotations
+
+from contracts.envelope import Event, RawEnvelope
+from contracts.events import (
+    ALL_EVENTS,
+    InspectionEvent,
+    MarketChanged,
+    MarketResumed,
+    MarketSuspended,
+    WindowEvent,
+)
+from faststream.kafka import KafkaBroker
+from redis.asyncio import Redis
+from stallkit.messaging import subscribe_events
+from stallkit.settings import CommonSettings
+
+from reporting.adapters.stats_store import StatsStore
+from reporting.domain.stats import CountedEvent
+
+GROUP_ID = "reporting"
+TOPICS = ["catalogue", "bookings", "windows", "inspection"]
+
+
+def district_in(event: Event) -> str | None:
+    """The district an event names itself, if it names one."""
+    if isinstance(event, MarketChanged):
+        return event.market.district.value
+    if isinstance(event, WindowEvent | MarketSuspended | MarketResumed | InspectionEvent):
+        return event.district.value
+    return None
+
+
+class EventCounter:
+    """Counts every event once, by type, overall and per market and district."""
+
+    def __init__(self, store: StatsStore):
+        self.store = store
+
+    async def on_event(self, event: Event, envelope: RawEnvelope) -> None:
+        """Count one event; a market's district is learnt from its catalogue changes."""
+        district = district_in(event)
+        if isinstance(event, MarketChanged) and district:
+            await self.store.remember_district(event.market_id, district)
+        if district is None:
+            district = await self.store.district_of(event.market_id)
+        await self.store.count(
+            CountedEvent(
+                event_id=envelope.id,
+                event_type=envelope.type,
+                market_id=event.market_id,
+                district=district,
+            )
+        )
+
+
+def subscribe_everything(
+    broker: KafkaBroker, settings: CommonSettings, redis: Redis, counter: EventCounter
+) -> None:
+    """Register the subscriber of all topics on ``broker`` (before the app is built)."""
+    subscribe_events(
+        broker,
+        settings,
+        redis,
+        topics=TOPICS,
+        group_id=GROUP_ID,
+        handlers=dict.fromkeys(ALL_EVENTS, counter.on_event),
+    )

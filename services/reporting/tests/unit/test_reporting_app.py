@@ -1,0 +1,173 @@
+"""The reporting app with FastStream's in-memory test broker: every event in, counts out."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import types
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
+
+import httpx
+import pytest
+from contracts.catalogue import District
+from contracts.envelope import Event
+from contracts.events import (
+    ALL_EVENTS,
+    BookingCreated,
+    MarketChanged,
+    WindowOpened,
+)
+from contracts.topics import DEAD_LETTER, DLQ_REASON_HEADER, WINDOWS
+from faststream.kafka import KafkaBroker, KafkaMessage, TestKafkaBroker
+from faststream_fastapi._internal.get_dependant import mark_faststream_decorated
+from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
+from reporting.adapters.stats_store import InMemoryStatsStore
+from reporting.app import create_app
+from reporting.config import ReportingSettings
+from stallkit.messaging import make_broker, publish_event
+from stallkit.service import ServiceParts, make_clock
+
+pytestmark = pytest.mark.unit
+
+NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
+M = TypeVar("M", bound=BaseModel)
+
+
+def _value_for(annotation: Any, field: FieldInfo | None = None) -> Any:
+    """A valid value for a field: its first example, else one built from the annotation."""
+    if field is not None and field.examples:
+        return field.examples[0]
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _value_for(get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        return _value_for(next(a for a in get_args(annotation) if a is not type(None)))
+    if origin is list:
+        return [_value_for(get_args(annotation)[0])]
+    if issubclass(annotation, BaseModel):
+        return example_of(annotation)
+    if issubclass(annotation, enum.Enum):
+        return next(iter(annotation))
+    simple = {bool: True, int: 1, str: "x", dt.datetime: NOW, dt.date: NOW.date()}
+    return simple[annotation]
+
+
+def example_of(model: type[M]) -> M:
+    """An instance of ``model`` made from its fields' examples."""
+    data = {name: _value_for(f.annotation, f) for name, f in model.model_fields.items()}
+    return model.model_validate(data)
+
+
+@dataclass
+class Harness:
+    settings: ReportingSettings
+    broker: KafkaBroker
+    client: httpx.AsyncClient
+    dead_letters: list[KafkaMessage]
+
+    async def publish(self, event: Event, event_id: str | None = None) -> None:
+        await publish_event(self.broker, self.settings, event, time=NOW, event_id=event_id)
+
+    async def stats(self, **query: str) -> dict[str, Any]:
+        response = await self.client.get("/v1/stats", params=query)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+
+@pytest.fixture
+async def harness(fake_redis: Any) -> AsyncIterator[Harness]:
+    settings = ReportingSettings()
+    parts = ServiceParts(
+        settings=settings,
+        clock=make_clock(settings),
+        redis=fake_redis,
+        broker=make_broker(settings),
+    )
+    dead_letters: list[KafkaMessage] = []
+
+    async def collect(message: KafkaMessage) -> None:
+        dead_letters.append(message)
+
+    # A raw-message handler like stallkit's; registered before the app wraps the subscribers.
+    mark_faststream_decorated(collect)
+    parts.broker.subscriber(settings.topic(DEAD_LETTER.name))(collect)
+    app = create_app(settings, parts=parts, store=InMemoryStatsStore(), configure_logs=False)
+    async with TestKafkaBroker(parts.broker) as broker:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://reporting") as client:
+            yield Harness(settings, broker, client, dead_letters)
+
+
+async def test_nothing_counted_yet(harness: Harness) -> None:
+    assert await harness.stats() == {"events": {}, "total": 0}
+
+
+async def test_every_event_type_of_every_topic_is_counted(harness: Harness) -> None:
+    for event_cls in ALL_EVENTS:
+        await harness.publish(example_of(event_cls))
+
+    stats = await harness.stats()
+    assert stats["events"] == {e.event_type(): 1 for e in ALL_EVENTS}
+    assert stats["total"] == len(ALL_EVENTS)
+
+
+async def test_a_redelivered_event_is_counted_once(harness: Harness) -> None:
+    event = example_of(BookingCreated)
+    await harness.publish(event, event_id="evt-1")
+    await harness.publish(event, event_id="evt-1")
+    await harness.publish(event, event_id="evt-2")
+
+    assert (await harness.stats())["events"] == {BookingCreated.event_type(): 2}
+
+
+async def test_counts_per_market_and_per_district(harness: Harness) -> None:
+    market = example_of(MarketChanged)  # XZ-03 in xiangzhou
+    opened = example_of(WindowOpened).model_copy(
+        update={"market_id": "DM-01", "district": District.DOUMEN}
+    )
+    booking = example_of(BookingCreated)  # XZ-03, no district of its own
+    for event in (market, opened, booking):
+        await harness.publish(event)
+
+    xiangzhou = await harness.stats(district="xiangzhou")
+    assert xiangzhou["events"] == {MarketChanged.event_type(): 1, BookingCreated.event_type(): 1}
+    assert (await harness.stats(district="doumen"))["total"] == 1
+    assert (await harness.stats(market_id="XZ-03"))["total"] == 2
+    assert (await harness.stats(market_id="DM-01"))["events"] == {WindowOpened.event_type(): 1}
+    assert (await harness.stats())["total"] == 3
+
+
+async def test_bad_scope_queries_are_validation_problems(harness: Harness) -> None:
+    both = await harness.client.get(
+        "/v1/stats", params={"district": "doumen", "market_id": "XZ-03"}
+    )
+    assert both.status_code == 422
+    assert both.json()["code"] == "validation_failed"
+    unknown = await harness.client.get("/v1/stats", params={"district": "atlantis"})
+    assert unknown.status_code == 422
+
+
+async def test_malformed_message_is_dead_lettered_and_counting_goes_on(harness: Harness) -> None:
+    await harness.broker.publish(b"[1, 2, 3]", topic=harness.settings.topic(WINDOWS.name))
+    await harness.publish(example_of(WindowOpened))
+
+    assert len(harness.dead_letters) == 1
+    assert harness.dead_letters[0].headers[DLQ_REASON_HEADER].startswith("bad envelope")
+    assert (await harness.stats())["events"] == {WindowOpened.event_type(): 1}
+
+
+def test_importing_the_app_module_builds_nothing() -> None:
+    import reporting.app
+
+    assert "app" not in vars(reporting.app)  # built on first access, e.g. by uvicorn
+
+
+def test_settings_refuse_dev_secrets_in_prod() -> None:
+    assert ReportingSettings().service_name == "reporting"
+    with pytest.raises(ValidationError, match="jwt_secret"):
+        ReportingSettings(stall_mode="prod")
+    assert ReportingSettings(stall_mode="prod", stall_jwt_secret="p" * 40).mode == "prod"

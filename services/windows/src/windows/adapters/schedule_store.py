@@ -1,0 +1,103 @@
+"""Where the schedule projection lives: Redis in service, a dict in unit tests."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, time
+from typing import Any, Protocol
+
+from redis.asyncio import Redis
+from stallkit.settings import CommonSettings
+
+from windows.domain.schedule import MarketSchedule, WindowSpec
+
+
+class ScheduleStore(Protocol):
+    """Reads and writes one schedule per market."""
+
+    async def get(self, market_id: str) -> MarketSchedule | None:
+        """The market's schedule, or None when the market is unknown."""
+        ...
+
+    async def put(self, schedule: MarketSchedule) -> None:
+        """Store the market's schedule, replacing what was there."""
+        ...
+
+
+def schedule_to_json(schedule: MarketSchedule) -> str:
+    """Serialize a schedule for storage."""
+    return json.dumps(
+        {
+            "market_id": schedule.market_id,
+            "district": schedule.district,
+            "as_of": schedule.as_of.isoformat(),
+            "windows": [
+                {
+                    "id": w.id,
+                    "name_zh": w.name_zh,
+                    "name_en": w.name_en,
+                    "days": list(w.days),
+                    "start": w.start.isoformat(),
+                    "end": w.end.isoformat(),
+                }
+                for w in schedule.windows
+            ],
+        },
+        ensure_ascii=False,
+    )
+
+
+def schedule_from_json(raw: str | bytes) -> MarketSchedule:
+    """Read back a stored schedule."""
+    data: dict[str, Any] = json.loads(raw)
+    return MarketSchedule(
+        market_id=data["market_id"],
+        district=data["district"],
+        as_of=datetime.fromisoformat(data["as_of"]),
+        windows=tuple(
+            WindowSpec(
+                id=w["id"],
+                name_zh=w["name_zh"],
+                name_en=w["name_en"],
+                days=tuple(w["days"]),
+                start=time.fromisoformat(w["start"]),
+                end=time.fromisoformat(w["end"]),
+            )
+            for w in data["windows"]
+        ),
+    )
+
+
+class RedisScheduleStore:
+    """One JSON string per market under ``win:{market}:schedule`` (hash tag: the market)."""
+
+    def __init__(self, redis: Redis, settings: CommonSettings):
+        self.redis = redis
+        self.settings = settings
+
+    def _key(self, market_id: str) -> str:
+        return self.settings.key("win", "{" + market_id + "}", "schedule")
+
+    async def get(self, market_id: str) -> MarketSchedule | None:
+        """The market's schedule, or None when the market is unknown."""
+        raw = await self.redis.get(self._key(market_id))
+        return None if raw is None else schedule_from_json(raw)
+
+    async def put(self, schedule: MarketSchedule) -> None:
+        """Store the market's schedule, replacing what was there."""
+        await self.redis.set(self._key(schedule.market_id), schedule_to_json(schedule))
+
+
+class InMemoryScheduleStore:
+    """A dict of schedules, for unit tests and demos without Redis."""
+
+    def __init__(self) -> None:
+        self.schedules: dict[str, MarketSchedule] = {}
+
+    async def get(self, market_id: str) -> MarketSchedule | None:
+        """The market's schedule, or None when the market is unknown."""
+        return self.schedules.get(market_id)
+
+    async def put(self, schedule: MarketSchedule) -> None:
+        """Store the market's schedule, replacing what was there."""
+        self.schedules[schedule.market_id] = schedule
