@@ -8,7 +8,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -21,8 +20,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from redis.asyncio import Redis
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from redis.asyncio import BlockingConnectionPool, Redis
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stallkit.clock import Clock
 from stallkit.logs import configure_logging
@@ -58,14 +57,22 @@ def make_clock(settings: CommonSettings) -> Clock:
 
 def make_redis(settings: CommonSettings) -> Redis:
     """A Redis client for the service."""
-    return Redis.from_url(
-        settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        timeout=5,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        health_check_interval=30,
     )
+    return Redis(connection_pool=pool)
 
 
-class _HttpMetrics(BaseHTTPMiddleware):
-    def __init__(self, app: Any, registry: CollectorRegistry):
-        super().__init__(app)
+class _HttpMetrics:
+    """Pure ASGI middleware: request count and latency by route template; body size cap."""
+
+    def __init__(self, app: ASGIApp, registry: CollectorRegistry):
+        self.app = app
         self.requests = Counter(
             "http_requests_total", "HTTP requests", ["method", "route", "status"], registry=registry
         )
@@ -73,16 +80,31 @@ class _HttpMetrics(BaseHTTPMiddleware):
             "http_request_duration_seconds", "HTTP latency", ["method", "route"], registry=registry
         )
 
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        length = request.headers.get("content-length")
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return problem_response(request, "payload_too_large", 413)
+            response = problem_response(Request(scope), "payload_too_large", 413)
+            await response(scope, receive, send)
+            return
+        status = 500
         started = time.perf_counter()
-        response = await call_next(request)
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        self.latency.labels(request.method, route).observe(time.perf_counter() - started)
-        self.requests.labels(request.method, route, str(response.status_code)).inc()
-        return response
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"]
+            self.latency.labels(method, route).observe(time.perf_counter() - started)
+            self.requests.labels(method, route, str(status)).inc()
 
 
 def _ops_router(parts: ServiceParts, started: asyncio.Event) -> APIRouter:

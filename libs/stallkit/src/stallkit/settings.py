@@ -36,6 +36,9 @@ class CommonSettings(BaseSettings):
         default="127.0.0.1:19092", validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS")
     )
     redis_url: str = Field(default="redis://127.0.0.1:16379/0", validation_alias=_env("REDIS_URL"))
+    redis_max_connections: int = Field(
+        default=64, ge=2, validation_alias=_env("STALL_REDIS_MAX_CONNECTIONS")
+    )
     topic_prefix: str = Field(
         default="",
         validation_alias=_env("STALL_TOPIC_PREFIX"),

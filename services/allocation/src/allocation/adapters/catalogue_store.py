@@ -41,11 +41,20 @@ class CatalogueView:
     stalls: dict[str, Stall] = field(default_factory=dict)
     code_versions: dict[str, int] = field(default_factory=dict)
 
+    _by_market: dict[str, list[Stall]] | None = field(default=None, repr=False)
+
     def market_stalls(self, market_id: str) -> list[Stall]:
-        """A market's stalls in id order."""
-        return sorted(
-            (s for s in self.stalls.values() if s.market_id == market_id), key=lambda s: s.id
-        )
+        """A market's stalls in id order (indexed once per snapshot)."""
+        if self._by_market is None:
+            index: dict[str, list[Stall]] = {}
+            for stall in sorted(self.stalls.values(), key=lambda s: s.id):
+                index.setdefault(stall.market_id, []).append(stall)
+            self._by_market = index
+        return self._by_market.get(market_id, [])
+
+    def active_stall_count(self, market_id: str) -> int:
+        """How many of the market's stalls can be booked."""
+        return sum(1 for s in self.market_stalls(market_id) if s.active)
 
 
 @dataclass(frozen=True)

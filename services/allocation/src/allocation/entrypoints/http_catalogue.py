@@ -48,7 +48,7 @@ async def list_markets(
         is_open = _open_now(market, allocation.clock)
         if open_now is not None and is_open != open_now:
             continue
-        stalls = sum(1 for s in view.market_stalls(market.id) if s.active)
+        stalls = view.active_stall_count(market.id)
         result.append(MarketSummary.of(market, stalls, is_open))
     return result
 
@@ -58,7 +58,7 @@ async def market_detail(market_id: str, allocation: AllocationDep) -> MarketSumm
     """One market with its weekly windows."""
     market = await allocation.markets.market(market_id)
     view = allocation.catalogue.view
-    stalls = sum(1 for s in view.market_stalls(market.id) if s.active)
+    stalls = view.active_stall_count(market.id)
     return MarketSummary.of(market, stalls, _open_now(market, allocation.clock))
 
 

@@ -100,7 +100,7 @@ class BookingService:
         if stall is None:
             raise rejected("stall_not_found", f"no stall {stall_id}")
         market = view.markets[stall.market_id]
-        active = sum(1 for s in view.market_stalls(market.id) if s.active)
+        active = view.active_stall_count(market.id)
         return market, active
 
     async def book(self, command: BookStall) -> tuple[Booking, bool]:
