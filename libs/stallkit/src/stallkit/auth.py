@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Annotated
 
 import jwt
-from fastapi import Depends, Request
+from fastapi import Depends, Request, params
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from stallkit.problems import ProblemError
@@ -106,7 +106,7 @@ async def current_principal(
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
-def require_role(*roles: Role) -> object:
+def require_role(*roles: Role) -> params.Depends:
     """FastAPI dependency factory: the caller must hold one of ``roles``."""
 
     async def _check(principal: CurrentPrincipal) -> Principal:
@@ -114,4 +114,5 @@ def require_role(*roles: Role) -> object:
             raise ProblemError("forbidden", 403)
         return principal
 
-    return Depends(_check)
+    dependency: params.Depends = Depends(_check)
+    return dependency

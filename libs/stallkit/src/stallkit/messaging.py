@@ -59,6 +59,10 @@ async def start_broker_when_reachable(broker: KafkaBroker, retry_seconds: float 
             await broker.start()
             log.info("kafka connected")
             return
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):  # close what a half-start opened
+                await broker.stop()
+            raise
         except Exception as exc:
             log.warning("kafka not reachable yet, retrying", extra={"error": repr(exc)})
             with contextlib.suppress(Exception):  # best-effort cleanup of a half-start
