@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import signal
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -12,6 +14,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
+from stallkit import procs
 from stallkit.auth import Role, mint_token
 from stallkit.clock import Clock
 from stallkit.settings import CommonSettings
@@ -133,7 +136,21 @@ def up(
         f"(ports: {', '.join(f'{k} {v}' for k, v in vars(ports).items())})",
         flush=True,
     )
+    _die_with_uv_wrapper()
     raise typer.Exit(system.serve())
+
+
+def _die_with_uv_wrapper() -> None:
+    """Under ``uv run`` (``make run``), stop cleanly if that wrapper is killed with -9."""
+    parent = os.getppid()
+    try:
+        name = Path(f"/proc/{parent}/comm").read_text().strip()
+    except OSError:
+        return
+    if name == "uv":
+        procs._die_with_parent()  # SIGTERM us when uv dies: serve() then stops everything
+        if os.getppid() != parent:  # uv died before the request took effect
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 @app.command()

@@ -175,8 +175,11 @@ def port_owner(port: int) -> str | None:
     return None
 
 
+RUN_HEADER = "===== "
+
+
 def tail(path: Path, lines: int = 30) -> str:
-    """The last ``lines`` lines of a log file (empty if it does not exist)."""
+    """The last ``lines`` lines of a log file, this run's only (empty if there is none)."""
     try:
         with path.open("rb") as f:
             f.seek(0, os.SEEK_END)
@@ -184,6 +187,9 @@ def tail(path: Path, lines: int = 30) -> str:
             text = f.read().decode(errors="replace")
     except OSError:
         return ""
+    header = text.rfind("\n" + RUN_HEADER)
+    if header >= 0:
+        text = text[header + 1 :]
     return "\n".join(text.splitlines()[-lines:])
 
 
@@ -235,8 +241,11 @@ class EmbeddedSystem:
 
     children: dict[str, _Child] = field(default_factory=dict, init=False)
     ready_seconds: float | None = field(default=None, init=False)
+    #: Seconds from start() until each step finished (infra, topics, each service ready).
+    timings: dict[str, float] = field(default_factory=dict, init=False)
     seed_result: dict[str, Any] | None = field(default=None, init=False)
     _lock: IO[str] | None = field(default=None, init=False)
+    _started: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).resolve()
@@ -343,7 +352,9 @@ class EmbeddedSystem:
     def _spawn(self, name: str, args: list[str]) -> _Child:
         log = self.log_file(name)
         with log.open("a") as f:
-            f.write(f"\n===== {datetime.now().isoformat(timespec='seconds')} start {name} =====\n")
+            f.write(
+                f"\n{RUN_HEADER}{datetime.now().isoformat(timespec='seconds')} start {name} =====\n"
+            )
         proc = procs.spawn(args, log_path=log, env=self.child_env, cwd=repo_root())
         pid_file = self.pid_file(name)
         pid_file.write_text(f"{proc.pid}\n")
@@ -365,7 +376,7 @@ class EmbeddedSystem:
         if threading.current_thread() is not threading.main_thread():
             # PR_SET_PDEATHSIG fires when the spawning *thread* ends, not the process.
             raise RuntimeError("EmbeddedSystem.start() must run in the main thread")
-        started = time.monotonic()
+        started = self._started = time.monotonic()
         for folder in (self.run_dir, self.log_dir, self.redis_dir):
             folder.mkdir(parents=True, exist_ok=True)
         self._take_lock()
@@ -373,7 +384,9 @@ class EmbeddedSystem:
             self._kill_stale()
             self._check_ports()
             self._start_infra()
+            self.timings["infra"] = time.monotonic() - started
             self._ensure_topics()
+            self.timings["topics"] = time.monotonic() - started
             for svc in SERVICES:
                 self._spawn(svc, self._service_args(svc))
             self._wait_ready()
@@ -452,6 +465,7 @@ class EmbeddedSystem:
                         continue
                     if response.status_code == 200:
                         pending.discard(svc)
+                        self.timings[svc] = time.monotonic() - self._started
                     else:
                         last[svc] = f"HTTP {response.status_code} {response.text[:300]}"
                 if not pending:
@@ -502,6 +516,7 @@ class EmbeddedSystem:
         lines = [
             "",
             f"双限便民市场系统已就绪 / Markets system ready in {ready}",
+            "  (" + ", ".join(f"{k} {v:.1f}s" for k, v in self.timings.items()) + ")",
             "",
             f"  {'service':<11} {'API docs':<32} AsyncAPI",
         ]
