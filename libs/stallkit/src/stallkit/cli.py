@@ -148,7 +148,7 @@ def _die_with_uv_wrapper() -> None:
     except OSError:
         return
     if name == "uv":
-        procs._die_with_parent()  # SIGTERM us when uv dies: serve() then stops everything
+        procs.request_death_signal()  # SIGTERM us when uv dies: serve() then stops everything
         if os.getppid() != parent:  # uv died before the request took effect
             os.kill(os.getpid(), signal.SIGTERM)
 

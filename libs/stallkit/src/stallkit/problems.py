@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 #: code -> (zh-CN, en) human message. Services add their own with :func:`register_messages`.
 MESSAGES: dict[str, tuple[str, str]] = {
     "validation_failed": ("请求内容不符合要求", "The request is not valid"),
+    "malformed_body": ("请求内容无法解析", "The request body could not be parsed"),
     "not_found": ("找不到该资源", "Not found"),
     "method_not_allowed": ("不支持该请求方法", "Method not allowed"),
     "unauthorized": ("需要登录或令牌无效", "Authentication required or token invalid"),
@@ -90,6 +91,7 @@ def problem_response(
 
 
 _STATUS_CODES = {
+    400: "malformed_body",
     401: "unauthorized",
     403: "forbidden",
     404: "not_found",

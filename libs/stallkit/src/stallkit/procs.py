@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import shutil
 import signal
@@ -16,10 +17,20 @@ from pathlib import Path
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGTERM this child when its parent dies, so a killed runner leaves no orphan."""
+def request_death_signal() -> None:
+    """Ask Linux to SIGTERM this process when its parent (thread) dies."""
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """In a fresh child: die with the parent, so a killed runner leaves no orphan.
+
+    The signal fires when the *thread* that started the child ends: spawn from the main thread.
+    """
+    request_death_signal()
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def free_port() -> int:
@@ -66,7 +77,10 @@ def spawn(
             stderr=subprocess.STDOUT,
             env=env,
             cwd=cwd,
-            preexec_fn=_die_with_parent,
+            preexec_fn=functools.partial(_die_with_parent, os.getpid()),
+            # Own process group: a terminal's Ctrl-C reaches only the runner, which then stops
+            # the services before the broker and Redis.
+            process_group=0,
         )
     finally:
         if log_path:

@@ -6,7 +6,7 @@ import hashlib
 import json
 import secrets
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from contracts.catalogue import Market
 from contracts.envelope import Envelope, Event
@@ -126,7 +126,7 @@ class BookingService:
         if code == "stale":
             return rejected("catalogue_conflict", "the catalogue changed; try again")
         if code == "vendor_suspended" and decision.extra:
-            until = datetime.fromtimestamp(float(decision.extra[0])).astimezone()
+            until = datetime.fromtimestamp(float(decision.extra[0]), tz=UTC)
             return rejected(code, suspended_until=until.isoformat())
         if code == "market_suspended" and decision.extra:
             return rejected(code, decision.extra[0], reason=decision.extra[0])
