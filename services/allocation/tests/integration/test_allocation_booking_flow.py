@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from allocation.testing import MONDAY, RunningAllocation, local
+from allocation.testing import MONDAY, RunningAllocation
 
 pytestmark = pytest.mark.integration
 
@@ -28,10 +28,10 @@ async def test_book_then_retry_with_same_key_returns_same_booking(svc: RunningAl
     assert other.json()["code"] == "idempotency_key_reused"
     assert [b["id"] for b in mine.json()] == [first.json()["id"]]
     assert first.json()["state"] == "booked"
-    assert (
-        first.json()["starts_at"] == local(MONDAY, 17, 30).isoformat().replace("+08:00", "Z")
-        or True
-    )
+    # Times are shown in Zhuhai local time.
+    assert first.json()["starts_at"] == "2026-12-07T17:30:00+08:00"
+    assert first.json()["check_in_closes_at"] == "2026-12-07T18:00:00+08:00"
+    assert again.json()["starts_at"] == first.json()["starts_at"]
 
 
 async def test_stall_taken_for_second_vendor(svc: RunningAllocation) -> None:

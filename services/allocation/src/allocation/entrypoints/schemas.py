@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from allocation.domain.model import Booking, BookingState, PriorityGroup, Vendor
 from allocation.domain.rules import Policy, check_in_window
+from stallkit.clock import MARKET_TZ
 
 Phone = Annotated[
     str,
@@ -120,6 +121,10 @@ class BookingView(BaseModel):
         opens, closes = check_in_window(
             policy, booking.starts_at, booking.ends_at, booking.created_at
         )
+
+        def local(when: dt.datetime | None) -> dt.datetime | None:
+            return when.astimezone(MARKET_TZ) if when else None
+
         return cls(
             id=booking.id,
             vendor_id=booking.vendor_id,
@@ -129,13 +134,13 @@ class BookingView(BaseModel):
             window_id=booking.window_id,
             category=booking.category,
             state=booking.state,
-            starts_at=booking.starts_at,
-            ends_at=booking.ends_at,
-            created_at=booking.created_at,
-            check_in_opens_at=opens,
-            check_in_closes_at=closes,
-            checked_in_at=booking.checked_in_at,
-            cancelled_at=booking.cancelled_at,
+            starts_at=local(booking.starts_at),
+            ends_at=local(booking.ends_at),
+            created_at=local(booking.created_at),
+            check_in_opens_at=local(opens),
+            check_in_closes_at=local(closes),
+            checked_in_at=local(booking.checked_in_at),
+            cancelled_at=local(booking.cancelled_at),
             late_cancellation=booking.late_cancellation,
             reason=booking.reason,
         )
