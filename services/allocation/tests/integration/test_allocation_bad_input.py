@@ -1,0 +1,412 @@
+"""Hostile and malformed requests: every answer is a 4xx problem+json with a stable code.
+
+The requests here change nothing they are refused for, so one service serves the whole module
+(starting and stopping one per case would dominate the run time).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from allocation.testing import (
+    MONDAY,
+    RunningAllocation,
+    local,
+    serve,
+    set_now,
+    settings_for,
+    small_catalogue,
+)
+from stallkit.auth import Role, mint_token
+from stallkit.testing.plugin import Infra, Isolation
+
+pytestmark = pytest.mark.integration
+
+PROBLEM_JSON = "application/problem+json"
+KB = 1024
+BOOKING = {"stall_id": "XZ-91-C001", "date": MONDAY.isoformat(), "window_id": "evening"}
+REGISTRATION = {
+    "name": "测试摊贩",
+    "phone": "13800000001",
+    "password": "long-enough-password",
+    "categories": ["daily_goods"],
+}
+SUSPENSION = {
+    "first_date": MONDAY.isoformat(),
+    "last_date": MONDAY.isoformat(),
+    "reason": "测试",
+}
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+async def api(infra: Infra) -> AsyncIterator[RunningAllocation]:
+    """One allocation service for the module, small catalogue loaded, clock at MONDAY 10:00."""
+    tag = uuid.uuid4().hex[:10]
+    isolation = Isolation(infra=infra, topic_prefix=f"t{tag}.", redis_prefix=f"t{tag}:")
+    async with serve(settings_for(isolation)) as running:
+        async with running.client(running.admin_token) as admin:
+            response = await admin.put(
+                "/v1/admin/catalogue", json=small_catalogue().model_dump(mode="json")
+            )
+            assert response.status_code == 200, response.text
+        set_now(running.clock, local(MONDAY, 10))
+        yield running
+
+
+def token_for(api: RunningAllocation, who: str) -> str | None:
+    """A bearer token of the given kind (``None``: no Authorization header)."""
+    now = api.clock.now()
+    secret = api.settings.jwt_secret
+    match who:
+        case "none":
+            return None
+        case "vendor":
+            return api.token("vd_nobody")
+        case "admin":
+            return api.token("admin", Role.ADMIN)
+        case "patrol":
+            return mint_token(secret, sub="p1", role=Role.PATROL, now=now, ttl_seconds=600,
+                              district="xiangzhou")  # fmt: skip
+        case "garbage":
+            return "not-a-token"
+        case "three-dots":
+            return "aaa.bbb.ccc"
+        case "expired":
+            return api.token("vd_nobody", ttl=-60)
+        case "wrong-signature":
+            return mint_token("another-secret-that-is-long-enough-0123", sub="vd_nobody",
+                              role=Role.VENDOR, now=now, ttl_seconds=600)  # fmt: skip
+        case "forged-admin":
+            return mint_token("another-secret-that-is-long-enough-0123", sub="admin",
+                              role=Role.ADMIN, now=now, ttl_seconds=600)  # fmt: skip
+    raise AssertionError(who)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One bad request and the problem it must get."""
+
+    method: str
+    path: str
+    status: int
+    code: str
+    who: str = "vendor"
+    json: Any = None
+    content: bytes | None = None
+    data: dict[str, str] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def booking(**changes: Any) -> Case:
+    """POST /v1/bookings with the body changed; expects 422 validation_failed."""
+    body = {**BOOKING, **changes}
+    return Case("POST", "/v1/bookings", 422, "validation_failed", json=body,
+                headers={"Idempotency-Key": "k"})  # fmt: skip
+
+
+def registration(**changes: Any) -> Case:
+    """POST /v1/vendors with the body changed; expects 422 validation_failed."""
+    return Case("POST", "/v1/vendors", 422, "validation_failed", who="none",
+                json={**REGISTRATION, **changes})  # fmt: skip
+
+
+IDEM = {"Idempotency-Key": "k", **JSON}
+ADMIN_ONLY = [
+    ("GET", "/v1/admin/stalls/XZ-91-C001/code", None),
+    ("POST", "/v1/admin/stalls/XZ-91-C001/code", None),
+    ("DELETE", "/v1/admin/stalls/XZ-91-C001/code", None),
+    ("GET", "/v1/stalls/XZ-91-C001/code.svg", None),
+    ("GET", "/v1/stalls/XZ-91-C001/code.png", None),
+    ("GET", "/v1/admin/markets/XZ-91/codes", None),
+    ("POST", "/v1/admin/markets/XZ-91/suspensions", SUSPENSION),
+    ("PUT", "/v1/admin/catalogue", small_catalogue().model_dump(mode="json")),
+    ("PUT", "/v1/admin/markets/XZ-91", small_catalogue().markets[0].model_dump(mode="json")),
+    ("PUT", "/v1/admin/stalls/XZ-91-C001", small_catalogue().stalls[10].model_dump(mode="json")),
+]
+VENDOR_ONLY = [
+    ("GET", "/v1/vendors/me", None),
+    ("GET", "/v1/bookings", None),
+    ("POST", "/v1/bookings", BOOKING),
+    ("GET", "/v1/bookings/bk_0000000000000000", None),
+    ("DELETE", "/v1/bookings/bk_0000000000000000", None),
+    ("POST", "/v1/bookings/bk_0000000000000000/check-in", {"code": "x"}),
+]
+
+CASES: dict[str, Case] = {
+    # bodies that are not the JSON they claim to be
+    "malformed-json": Case("POST", "/v1/bookings", 422, "validation_failed",
+                           content=b'{"stall_id": "XZ-91-C001",', headers=IDEM),
+    "json-array": Case("POST", "/v1/bookings", 422, "validation_failed", json=[BOOKING],
+                       headers={"Idempotency-Key": "k"}),
+    "json-null": Case("POST", "/v1/bookings", 422, "validation_failed", content=b"null",
+                      headers=IDEM),
+    "empty-body": Case("POST", "/v1/bookings", 422, "validation_failed", content=b"",
+                       headers=IDEM),
+    "not-utf8": Case("POST", "/v1/bookings", 400, "malformed_body",
+                     content=b'{"stall_id": "\xff\xfe"}', headers=IDEM),
+    "text-plain": Case("POST", "/v1/bookings", 422, "validation_failed",
+                       content=b'{"stall_id": "XZ-91-C001"}',
+                       headers={"Idempotency-Key": "k", "Content-Type": "text/plain"}),
+    "deeply-nested": Case("POST", "/v1/bookings", 400, "malformed_body",
+                          content=b"[" * 60_000 + b"]" * 60_000, headers=IDEM),
+    # wrong types
+    "stall-id-number": booking(stall_id=123),
+    "date-number": booking(date=20261207),
+    "window-list": booking(window_id=["evening"]),
+    "date-bool": booking(date=True),
+    "categories-string": registration(categories="daily_goods"),
+    "password-number": registration(password=12345678),
+    # sizes
+    "stall-id-100kb": booking(stall_id="X" * (100 * KB)),
+    "name-100kb": registration(name="摊" * (100 * KB // 3)),
+    "code-100kb": Case("POST", "/v1/bookings/bk_0000000000000000/check-in", 422,
+                       "validation_failed", json={"code": "Z" * (100 * KB)}),
+    "body-1mb": Case("POST", "/v1/bookings", 413, "payload_too_large",
+                     json={**BOOKING, "padding": "x" * KB * KB}, headers={"Idempotency-Key": "k"}),
+    "register-1mb": Case("POST", "/v1/vendors", 413, "payload_too_large", who="none",
+                         json={**REGISTRATION, "name": "x" * KB * KB}),
+    # unknown fields
+    "booking-unknown-field": booking(vendor_id="vd_someone_else"),
+    "registration-unknown-field": registration(is_admin=True),
+    "check-in-unknown-field": Case("POST", "/v1/bookings/bk_0000000000000000/check-in", 422,
+                                   "validation_failed", json={"code": "x", "at": "now"}),
+    "suspension-unknown-field": Case("POST", "/v1/admin/markets/XZ-91/suspensions", 422,
+                                     "validation_failed", who="admin",
+                                     json={**SUSPENSION, "cancel": False}),
+    # dates
+    "date-month-13": booking(date="2026-13-07"),
+    "date-feb-30": booking(date="2026-02-30"),
+    "date-words": booking(date="tomorrow"),
+    "date-empty": booking(date=""),
+    "availability-bad-date": Case("GET", "/v1/markets/XZ-91/availability?date=2026-99-01", 422,
+                                  "validation_failed", who="none"),
+    "suspension-bad-date": Case("POST", "/v1/admin/markets/XZ-91/suspensions", 422,
+                                "validation_failed", who="admin",
+                                json={**SUSPENSION, "last_date": "soon"}),
+    # identifiers
+    "stall-id-lowercase": booking(stall_id="xz-91-c001"),
+    "stall-id-too-long": booking(stall_id="XZ-91-C0001"),
+    "stall-id-traversal": booking(stall_id="../../etc/passwd"),
+    "stall-id-injection": booking(stall_id="XZ-91-C001' OR 1=1"),
+    "stall-id-newline": booking(stall_id="XZ-91-C001\n"),
+    "window-id-pattern": booking(window_id="Evening!"),
+    "idempotency-key-too-long": Case("POST", "/v1/bookings", 422, "validation_failed",
+                                     json=BOOKING, headers={"Idempotency-Key": "k" * 200}),
+    "idempotency-key-space": Case("POST", "/v1/bookings", 422, "validation_failed",
+                                  json=BOOKING, headers={"Idempotency-Key": "a b"}),
+    "booking-id-very-long": Case("GET", "/v1/bookings/" + "b" * 5000, 404, "booking_not_found"),
+    "market-unicode": Case("GET", "/v1/markets/%E5%B8%82%E5%9C%BA", 404, "market_not_found",
+                           who="none"),
+    "availability-unknown-market": Case("GET", "/v1/markets/ZZ-00/availability", 404,
+                                        "market_not_found", who="none"),
+    "code-svg-unknown-stall": Case("GET", "/v1/stalls/XZ-91-Z999/code.svg", 404,
+                                   "stall_not_found", who="admin"),
+    # query strings
+    "limit-zero": Case("GET", "/v1/bookings?limit=0", 422, "validation_failed"),
+    "limit-huge": Case("GET", "/v1/bookings?limit=100000", 422, "validation_failed"),
+    "limit-words": Case("GET", "/v1/bookings?limit=all", 422, "validation_failed"),
+    "district-unknown": Case("GET", "/v1/markets?district=atlantis", 422, "validation_failed",
+                             who="none"),
+    "category-unknown": Case("GET", "/v1/markets?category=weapons", 422, "validation_failed",
+                             who="none"),
+    "open-now-words": Case("GET", "/v1/markets?open_now=perhaps", 422, "validation_failed",
+                           who="none"),
+    # registration and login
+    "phone-not-mobile": registration(phone="12345"),
+    "phone-letters": registration(phone="1380013800a"),
+    "password-short": registration(password="short"),
+    "categories-empty": registration(categories=[]),
+    "category-unknown-in-body": registration(categories=["weapons"]),
+    "priority-group-unknown": registration(priority_group="vip"),
+    "name-blank": registration(name="   "),
+    "login-json": Case("POST", "/v1/auth/token", 422, "validation_failed", who="none",
+                       json={"username": "13800000001", "password": "x"}),
+    "login-no-password": Case("POST", "/v1/auth/token", 422, "validation_failed", who="none",
+                              data={"username": "13800000001"}),
+    "login-username-huge": Case("POST", "/v1/auth/token", 401, "invalid_credentials",
+                                who="none", data={"username": "1" * 5000, "password": "x"}),
+    # suspensions
+    "suspension-backwards": Case("POST", "/v1/admin/markets/XZ-91/suspensions", 422,
+                                 "suspension_too_long", who="admin",
+                                 json={**SUSPENSION, "first_date": "2026-12-08"}),
+    "suspension-too-long": Case("POST", "/v1/admin/markets/XZ-91/suspensions", 422,
+                                "suspension_too_long", who="admin",
+                                json={**SUSPENSION, "last_date": "2027-03-01"}),
+    "suspension-no-reason": Case("POST", "/v1/admin/markets/XZ-91/suspensions", 422,
+                                 "validation_failed", who="admin",
+                                 json={**SUSPENSION, "reason": ""}),
+    "suspension-unknown-market": Case("POST", "/v1/admin/markets/ZZ-00/suspensions", 404,
+                                      "market_not_found", who="admin", json=SUSPENSION),
+    "check-in-empty-code": Case("POST", "/v1/bookings/bk_0000000000000000/check-in", 422,
+                                "validation_failed", json={"code": ""}),
+    # tokens
+    "no-token": Case("GET", "/v1/bookings", 401, "unauthorized", who="none"),
+    "garbage-token": Case("GET", "/v1/bookings", 401, "unauthorized", who="garbage"),
+    "three-dots-token": Case("GET", "/v1/bookings", 401, "unauthorized", who="three-dots"),
+    "expired-token": Case("GET", "/v1/bookings", 401, "token_expired", who="expired"),
+    "wrong-signature-token": Case("GET", "/v1/bookings", 401, "unauthorized",
+                                  who="wrong-signature"),
+    "forged-admin-token": Case("POST", "/v1/admin/stalls/XZ-91-C001/code", 401, "unauthorized",
+                               who="forged-admin"),
+    "basic-auth": Case("GET", "/v1/vendors/me", 401, "unauthorized", who="none",
+                       headers={"Authorization": "Basic YWRtaW46YWRtaW4="}),
+    "bearer-empty": Case("GET", "/v1/vendors/me", 401, "unauthorized", who="none",
+                         headers={"Authorization": "Bearer"}),
+    # roles
+    **{f"vendor-on-{m.lower()}-{p}": Case(m, p, 403, "forbidden", json=j)
+       for m, p, j in ADMIN_ONLY},
+    **{f"patrol-on-{m.lower()}-{p}": Case(m, p, 403, "forbidden", who="patrol", json=j)
+       for m, p, j in ADMIN_ONLY[:1]},
+    **{f"admin-on-{m.lower()}-{p}": Case(m, p, 403, "forbidden", who="admin", json=j,
+                                          headers={"Idempotency-Key": "k"})
+       for m, p, j in VENDOR_ONLY},
+    "patrol-on-bookings": Case("GET", "/v1/bookings", 403, "forbidden", who="patrol"),
+    # routes and methods
+    "unknown-route": Case("GET", "/v1/nothing-here", 404, "not_found", who="none"),
+    "unknown-root": Case("GET", "/wp-admin.php", 404, "not_found", who="none"),
+    "unknown-version": Case("GET", "/v2/markets", 404, "not_found", who="none"),
+    "unknown-subresource": Case("POST", "/v1/markets/XZ-91/bribe", 404, "not_found"),
+    "delete-markets": Case("DELETE", "/v1/markets", 405, "method_not_allowed", who="none"),
+    "put-bookings": Case("PUT", "/v1/bookings", 405, "method_not_allowed", json=BOOKING),
+    "patch-booking": Case("PATCH", "/v1/bookings/bk_0000000000000000", 405,
+                          "method_not_allowed", json={"state": "checked_in"}),
+    "get-token": Case("GET", "/v1/auth/token", 405, "method_not_allowed", who="none"),
+    "get-check-in": Case("GET", "/v1/bookings/bk_0000000000000000/check-in", 405,
+                         "method_not_allowed"),
+}  # fmt: skip
+
+
+def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """A 4xx problem+json with the code, a title and the matching status."""
+    assert response.status_code < 500, response.text
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM_JSON)
+    body: dict[str, Any] = response.json()
+    assert body["code"] == code, body
+    assert body["status"] == status
+    assert body["title"]
+    assert body["type"].endswith(f"/{code}")
+    return body
+
+
+@pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
+async def test_bad_request_gets_a_problem(api: RunningAllocation, case: Case) -> None:
+    token = token_for(api, case.who)
+    headers = dict(case.headers)
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    async with api.client() as c:
+        response = await c.request(
+            case.method,
+            case.path,
+            json=case.json,
+            content=case.content,
+            data=case.data,
+            headers=headers,
+        )
+    assert_problem(response, case.status, case.code)
+    if case.status == 401:
+        assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_refused_requests_changed_nothing(api: RunningAllocation) -> None:
+    """After the whole table: the stall code is intact and no booking or vendor appeared."""
+    async with api.client(api.token("admin", Role.ADMIN)) as admin:
+        code = await admin.get("/v1/admin/stalls/XZ-91-C001/code")
+        availability = await admin.get(
+            "/v1/markets/XZ-91/availability", params={"date": MONDAY.isoformat()}
+        )
+    assert code.status_code == 200
+    assert code.json()["version"] == 1  # neither revoked nor re-issued by the refused calls
+    window = availability.json()["windows"][0]
+    assert window["booked"] == 0
+    assert window["suspended_reason"] is None
+    async with api.client() as c:
+        login = await c.post(
+            "/v1/auth/token",
+            data={"username": REGISTRATION["phone"], "password": REGISTRATION["password"]},
+        )
+    assert_problem(login, 401, "invalid_credentials")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: stallkit/service.py _HttpMetrics.dispatch enforces MAX_BODY_BYTES only through "
+    "the Content-Length header; a chunked body of any size is read into memory and validated",
+)
+async def test_chunked_body_over_the_limit_is_refused(api: RunningAllocation) -> None:
+    """A body without Content-Length (chunked) must meet the same 256 KiB limit."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"stall_id": "XZ-91-C001", "date": "2026-12-07", "window_id": "evening", "p": "'
+        for _ in range(64):
+            yield b"x" * (16 * KB)
+        yield b'"}'
+
+    async with api.client(api.token("vd_nobody")) as c:
+        response = await c.post(
+            "/v1/bookings", content=chunks(), headers={"Idempotency-Key": "k", **JSON}
+        )
+    assert "content-length" not in {k.lower() for k in response.request.headers}
+    assert_problem(response, 413, "payload_too_large")
+
+
+@pytest.mark.parametrize(
+    ("accept_language", "english"),
+    [
+        pytest.param(None, False, id="default-zh"),
+        pytest.param("en", True, id="en"),
+        pytest.param("en-US,en;q=0.9", True, id="en-US"),
+        pytest.param("zh-CN,zh;q=0.9,en;q=0.8", False, id="zh-preferred"),
+        pytest.param("fr;q=0.9, en;q=0.5", False, id="french-falls-back-to-zh"),
+        pytest.param("de;q=0.2, en;q=0.8", True, id="en-weighted"),
+    ],
+)
+async def test_problem_language_follows_accept_language(
+    api: RunningAllocation, accept_language: str | None, english: bool
+) -> None:
+    headers = {"Accept-Language": accept_language} if accept_language else {}
+    async with api.client() as c:
+        route = await c.get("/v1/nothing-here", headers=headers)
+        market = await c.get("/v1/markets/ZZ-00", headers=headers)
+    async with api.client(api.token("vd_nobody")) as c:
+        window = await c.post(
+            "/v1/bookings",
+            json={**BOOKING, "window_id": "midnight"},
+            headers={"Idempotency-Key": uuid.uuid4().hex, **headers},
+        )
+    expected = {
+        route: ("Not found", "找不到该资源", "not_found", 404),
+        market: ("Market not found", "找不到该市场", "market_not_found", 404),
+        window: (
+            "The market has no such window on that date",
+            "该市场此日期没有这个时段",
+            "window_not_found",
+            404,
+        ),
+    }
+    for response, (en, zh, code, status) in expected.items():
+        body = assert_problem(response, status, code)
+        assert body["title"] == (en if english else zh)
+        assert response.headers["content-language"] == ("en" if english else "zh-CN")
+
+
+async def test_token_expiry_follows_the_service_clock(api: RunningAllocation) -> None:
+    """A token that expired an hour ago on the service clock is refused, even for an admin."""
+    stale = mint_token(
+        api.settings.jwt_secret,
+        sub="admin",
+        role=Role.ADMIN,
+        now=api.clock.now() - timedelta(hours=2),
+        ttl_seconds=3600,
+    )
+    async with api.client(stale) as c:
+        response = await c.get("/v1/admin/stalls/XZ-91-C001/code")
+    assert_problem(response, 401, "token_expired")
