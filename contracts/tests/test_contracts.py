@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 import pytest
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
+
 from contracts.asyncapi import DEFAULT_OUTPUT, build_asyncapi, render_asyncapi
 from contracts.catalogue import Catalogue, Category, Location, Market, MarketWindow, Stall
 from contracts.envelope import EVENT_TYPE_PREFIX, Envelope, Event, RawEnvelope
 from contracts.events import ALL_EVENTS, EVENTS_BY_TYPE
 from contracts.topics import TOPICS
-from pydantic import BaseModel, TypeAdapter, ValidationError
-from pydantic.fields import FieldInfo
 
 CATALOGUE_MODELS: tuple[type[BaseModel], ...] = (Location, MarketWindow, Market, Stall, Catalogue)
 M = TypeVar("M", bound=BaseModel)

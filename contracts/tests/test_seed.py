@@ -10,6 +10,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
 from contracts.catalogue import (
     MARKET_ID_PATTERN,
     STALL_ID_PATTERN,

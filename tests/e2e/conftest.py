@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from stallkit import procs
 from stallkit.auth import Role, mint_token
 from stallkit.runtime import INFRA, SERVICES, pid_alive, tail

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml  # type: ignore[import-untyped]  # installed with uvicorn[standard]
+
 from contracts.topics import TOPICS
 
 pytestmark = pytest.mark.integration

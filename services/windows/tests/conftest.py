@@ -11,6 +11,7 @@ import httpx
 import pytest
 import uvicorn
 from faststream.kafka import KafkaBroker
+
 from stallkit.messaging import ensure_topics, make_broker
 from stallkit.procs import free_port
 from stallkit.testing.plugin import Isolation

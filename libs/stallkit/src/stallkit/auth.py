@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -11,6 +12,7 @@ import jwt
 from fastapi import Depends, Request, params
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from stallkit.clock import Clock
 from stallkit.problems import ProblemError
 
 ALGORITHM = "HS256"
@@ -88,7 +90,44 @@ def verify_token(secret: str, token: str, *, now: datetime) -> Principal:
     )
 
 
+class TokenVerifier:
+    """Verifies tokens, remembering recent good ones so a vendor's repeated calls skip the HMAC.
+
+    Expiry is still checked on every call against the service clock.
+    """
+
+    def __init__(self, secret: str, clock: Clock, max_entries: int = 10_000):
+        self.secret = secret
+        self.clock = clock
+        self.max_entries = max_entries
+        self._known: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+
+    def verify(self, token: str) -> Principal:
+        """The principal of a valid, unexpired token, or a 401 problem."""
+        now = self.clock.now()
+        known = self._known.get(token)
+        if known is not None:
+            principal, expires = known
+            if expires > now.timestamp():
+                return principal
+            del self._known[token]
+            raise ProblemError("token_expired", 401)
+        principal = verify_token(self.secret, token, now=now)
+        exp = jwt.decode(token, options={"verify_signature": False})["exp"]
+        self._known[token] = (principal, float(exp))
+        if len(self._known) > self.max_entries:
+            self._known.popitem(last=False)
+        return principal
+
+
 _bearer = HTTPBearer(auto_error=False)
+
+
+def _principal(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise ProblemError("unauthorized", 401, "missing bearer token")
+    verifier: TokenVerifier = request.app.state.token_verifier
+    return verifier.verify(credentials.credentials)
 
 
 async def current_principal(
@@ -96,20 +135,20 @@ async def current_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """FastAPI dependency: the caller, from the Authorization header."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise ProblemError("unauthorized", 401, "missing bearer token")
-    settings = request.app.state.settings
-    clock = request.app.state.clock
-    return verify_token(settings.jwt_secret, credentials.credentials, now=clock.now())
+    return _principal(request, credentials)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
 def require_role(*roles: Role) -> params.Depends:
-    """FastAPI dependency factory: the caller must hold one of ``roles``."""
+    """FastAPI dependency factory: the caller, who must hold one of ``roles``."""
 
-    async def _check(principal: CurrentPrincipal) -> Principal:
+    async def _check(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Principal:
+        principal = _principal(request, credentials)
         if principal.role not in roles:
             raise ProblemError("forbidden", 403)
         return principal

@@ -10,6 +10,12 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream_fastapi._internal.get_dependant import mark_faststream_decorated
+from pydantic import ValidationError
+from redis.asyncio import Redis
+
 from contracts.envelope import Envelope, Event, RawEnvelope
 from contracts.events import EVENTS_BY_TYPE
 from contracts.topics import (
@@ -19,12 +25,6 @@ from contracts.topics import (
     DLQ_SOURCE_TOPIC_HEADER,
     TOPICS,
 )
-from faststream import AckPolicy
-from faststream.kafka import KafkaBroker, KafkaMessage
-from faststream_fastapi._internal.get_dependant import mark_faststream_decorated
-from pydantic import ValidationError
-from redis.asyncio import Redis
-
 from stallkit.settings import CommonSettings
 
 log = logging.getLogger(__name__)

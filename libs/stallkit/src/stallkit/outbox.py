@@ -14,12 +14,12 @@ import logging
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from contracts.envelope import Envelope, Event
-from contracts.topics import TOPICS
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from contracts.envelope import Envelope, Event
+from contracts.topics import TOPICS
 from stallkit.settings import CommonSettings
 
 log = logging.getLogger(__name__)

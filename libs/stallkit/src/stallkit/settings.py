@@ -37,7 +37,7 @@ class CommonSettings(BaseSettings):
     )
     redis_url: str = Field(default="redis://127.0.0.1:16379/0", validation_alias=_env("REDIS_URL"))
     redis_max_connections: int = Field(
-        default=64, ge=2, validation_alias=_env("STALL_REDIS_MAX_CONNECTIONS")
+        default=256, ge=2, validation_alias=_env("STALL_REDIS_MAX_CONNECTIONS")
     )
     topic_prefix: str = Field(
         default="",

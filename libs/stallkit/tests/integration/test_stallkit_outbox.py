@@ -8,10 +8,11 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
+
 from contracts.envelope import Envelope
 from contracts.events import StallReleased
 from contracts.topics import BOOKINGS
-from redis.asyncio import Redis
 from stallkit import procs
 from stallkit.outbox import OutboxRelay, outbox_fields
 from stallkit.settings import CommonSettings

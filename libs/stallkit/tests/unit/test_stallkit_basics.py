@@ -9,6 +9,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel, ValidationError
+
 from stallkit.auth import Role, mint_token, verify_token
 from stallkit.clock import Clock, local_datetime
 from stallkit.problems import ProblemError, install_problem_handlers

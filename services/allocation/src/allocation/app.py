@@ -10,16 +10,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from faststream_fastapi import FastStreamAPI
-from stallkit.messaging import make_broker
-from stallkit.outbox import OutboxRelay
-from stallkit.problems import register_messages
-from stallkit.service import ServiceParts, build_service, make_clock, make_redis
 
 from allocation.bootstrap import bootstrap
 from allocation.config import AllocationSettings
 from allocation.domain.errors import MESSAGES
 from allocation.entrypoints import http_admin, http_bookings, http_catalogue, http_vendors
 from allocation.entrypoints.subscribers import register_subscribers
+from stallkit.messaging import make_broker
+from stallkit.outbox import OutboxRelay
+from stallkit.problems import register_messages
+from stallkit.service import ServiceParts, build_service, make_clock, make_redis
 
 CATALOGUE_REFRESH_SECONDS = 2.0
 
@@ -72,9 +72,9 @@ def create_app(settings: AllocationSettings | None = None) -> FastStreamAPI:
             "the double-limit rules (limited places, limited times)."
         ),
         routers=[
+            http_bookings.router,  # the hot path first: routes are matched in order
             http_vendors.router,
             http_catalogue.router,
-            http_bookings.router,
             http_admin.router,
         ],
         background=[start_relay, keep_catalogue_fresh],

@@ -1,17 +1,19 @@
 """Benchmark: booking throughput and latency beside a bare FastAPI + one-Redis-round-trip endpoint.
 
 Starts its own broker and redis-server on free ports, the allocation service and a bare endpoint
-as separate uvicorn processes, loads the seed catalogue, creates vendors, then drives each with
-the same number of concurrent HTTP clients and prints bookings/s, p50/p99 and the ratio.
-
-Run with ``make bench`` (or ``uv run python -m allocation.bench --requests 4000``).
+as separate uvicorn processes (one worker each), loads the seed catalogue, creates vendors, then
+drives each with wrk at the same number of concurrent connections, in the same run, and prints
+requests/s, p50/p99 latency and the ratio. Run with ``make bench``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -20,21 +22,65 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from contracts.catalogue import Category
-from contracts.seed import load_catalogue
 from fastapi import FastAPI
 from pydantic import BaseModel
 from redis.asyncio import Redis
+
+from allocation.adapters.keys import Keys
+from allocation.adapters.vendor_store import VendorStore
+from allocation.domain.model import PriorityGroup, Vendor
+from contracts.catalogue import Category
+from contracts.seed import load_catalogue
 from stallkit import procs
 from stallkit.auth import Role, mint_token
 from stallkit.clock import MARKET_TZ
 from stallkit.settings import DEV_JWT_SECRET
 
-from allocation.adapters.keys import Keys
-from allocation.adapters.vendor_store import VendorStore
-from allocation.domain.model import PriorityGroup, Vendor
-
 BARE_KEY = "bench:bare:counter"
+#: Bookable days ahead: enough distinct (stall, day) pairs that every request can succeed.
+HORIZON_DAYS = 28
+
+WRK_SCRIPT = """
+local requests = {}
+created, rejected, failed = 0, 0, 0
+local n = 0
+
+function init(args)
+  for line in io.lines(args[1]) do
+    local token, body = line:match("^(%S+)\\t(.*)$")
+    requests[#requests + 1] = {token, body}
+  end
+end
+
+function request()
+  n = n + 1
+  local r = requests[((n - 1) % #requests) + 1]
+  return wrk.format("POST", nil, {
+    ["Authorization"] = "Bearer " .. r[1],
+    ["Idempotency-Key"] = "k" .. n,
+    ["Content-Type"] = "application/json",
+  }, r[2])
+end
+
+function response(status, headers, body)
+  if status < 300 then created = created + 1
+  elseif status < 500 then rejected = rejected + 1
+  else failed = failed + 1 end
+end
+
+local threads = {}
+function setup(thread) threads[#threads + 1] = thread end
+
+function done(summary, latency, requests_)
+  local c, r, f = 0, 0, 0
+  for _, t in ipairs(threads) do
+    c = c + t:get("created"); r = r + t:get("rejected"); f = f + t:get("failed")
+  end
+  io.write(string.format("RESULT %d %d %d %d %d %.3f %.3f\\n",
+    summary.requests, summary.duration, c, r, f,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end
+"""
 
 
 class _Body(BaseModel):
@@ -58,56 +104,48 @@ def bare_app() -> FastAPI:
 
 @dataclass
 class Result:
-    """What one load run measured."""
+    """What one wrk run measured."""
 
     name: str
     requests: int
     seconds: float
-    latencies: list[float]
-    statuses: dict[int, int]
+    succeeded: int
+    rejected: int
+    failed: int
+    p50_ms: float
+    p99_ms: float
 
     @property
     def throughput(self) -> float:
         """Requests per second."""
         return self.requests / self.seconds
 
-    def percentile(self, q: float) -> float:
-        """Latency percentile in milliseconds."""
-        ordered = sorted(self.latencies)
-        return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
     def line(self) -> str:
         """One printable line."""
         return (
-            f"{self.name:<26} {self.throughput:8.0f} req/s   p50 {self.percentile(0.50):6.1f} ms"
-            f"   p99 {self.percentile(0.99):6.1f} ms   statuses {sorted(self.statuses.items())}"
+            f"{self.name:<28} {self.throughput:8.0f} req/s   p50 {self.p50_ms:6.1f} ms"
+            f"   p99 {self.p99_ms:6.1f} ms   2xx {self.succeeded}  4xx {self.rejected}"
+            f"  5xx {self.failed}"
         )
 
 
-async def drive(
-    name: str,
-    url: str,
-    requests: list[tuple[dict[str, str], dict[str, str]]],
-    concurrency: int,
-) -> Result:
-    """Send ``requests`` (headers, json) to ``url`` from ``concurrency`` clients."""
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    queue = iter(requests)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
-
-        async def worker() -> None:
-            for headers, body in queue:
-                started = time.perf_counter()
-                response = await client.post(url, json=body, headers=headers)
-                latencies.append(time.perf_counter() - started)
-                statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        seconds = time.perf_counter() - started
-    return Result(name, len(requests), seconds, latencies, statuses)
+def wrk(name: str, url: str, request_file: Path, *, seconds: int, concurrency: int) -> Result:
+    """Drive ``url`` with wrk (one thread, ``concurrency`` connections) for ``seconds``."""
+    binary = shutil.which("wrk")
+    if binary is None:
+        raise SystemExit("wrk is missing: `make bench` installs it (apt-get install wrk)")
+    script = request_file.with_suffix(".lua")
+    script.write_text(WRK_SCRIPT)
+    out = subprocess.run(
+        [binary, "-t1", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "30s",
+         "-s", str(script), url, "--", str(request_file)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    fields = next(line for line in out.splitlines() if line.startswith("RESULT")).split()[1:]
+    total, micros, ok, rejected, failed = (int(x) for x in fields[:5])
+    return Result(
+        name, total, micros / 1e6, ok, rejected, failed, float(fields[5]), float(fields[6])
+    )
 
 
 async def _wait_ready(url: str, timeout: float = 60) -> None:
@@ -129,7 +167,28 @@ def _next_monday_9am() -> datetime:
     return datetime(monday.year, monday.month, monday.day, 9, tzinfo=MARKET_TZ)
 
 
-async def run(requests_total: int, concurrency: int) -> tuple[Result, Result]:
+async def _vendors(redis_url: str, count: int, now: datetime) -> list[str]:
+    redis = Redis.from_url(redis_url)
+    store = VendorStore(redis, Keys(""))
+    ids = []
+    for i in range(count):
+        vendor = Vendor(
+            id=f"vd_bench{i:05d}",
+            name=f"bench {i}",
+            phone=f"138{i:08d}",
+            priority_group=PriorityGroup.LOW_INCOME,
+            categories=frozenset(Category),
+            health_certificate_expires=date(2099, 1, 1),
+            suspended_until=None,
+            created_at=now,
+        )
+        await store.create(vendor, "not-a-login-account")
+        ids.append(vendor.id)
+    await redis.aclose()
+    return ids
+
+
+async def run(seconds: int, concurrency: int) -> tuple[Result, Result]:
     """Start everything, measure the bare endpoint and the booking path, stop everything."""
     work = Path(tempfile.mkdtemp(prefix="alloc-bench-"))
     kafka_port, redis_port, alloc_port, bare_port = (procs.free_port() for _ in range(4))
@@ -141,6 +200,7 @@ async def run(requests_total: int, concurrency: int) -> tuple[Result, Result]:
         "STALL_CLOCK_OFFSET_SECONDS": str(now.timestamp() - time.time()),
         "STALL_LOG_LEVEL": "WARNING",
         "ALLOCATION_WEEKLY_CAP": "7",
+        "ALLOCATION_PRIORITY_HORIZON_DAYS": str(HORIZON_DAYS),
     }
     uvicorn = [sys.executable, "-m", "uvicorn", "--no-access-log", "--log-level", "warning"]
     children = [
@@ -176,80 +236,53 @@ async def run(requests_total: int, concurrency: int) -> tuple[Result, Result]:
                 headers={"Authorization": f"Bearer {admin}"},
             )
             response.raise_for_status()
-        evening = {
+        daily_evening = {
             m.id
             for m in catalogue.markets
             if any(w.id == "evening" and len(w.days) == 7 for w in m.windows)
         }
-        stalls = [s.id for s in catalogue.stalls if s.market_id in evening]
-        days = [now.date() + timedelta(days=d) for d in range(7)]
+        stalls = [s.id for s in catalogue.stalls if s.market_id in daily_evening]
+        days = [now.date() + timedelta(days=d) for d in range(HORIZON_DAYS)]
         vendors = await _vendors(env["REDIS_URL"], len(stalls), now)
         tokens = [
             mint_token(DEV_JWT_SECRET, sub=v, role=Role.VENDOR, now=now, ttl_seconds=86400)
             for v in vendors
         ]
-        bookings: list[tuple[dict[str, str], dict[str, str]]] = []
-        for d, day in enumerate(days):
-            for i, stall in enumerate(stalls):
-                headers = {"Authorization": f"Bearer {tokens[i]}", "Idempotency-Key": f"b{d}-{i}"}
-                bookings.append(
-                    (headers, {"stall_id": stall, "date": day.isoformat(), "window_id": "evening"})
-                )
-        bookings = bookings[:requests_total]
-        bare_requests = [(h, b) for h, b in bookings]
-        warm = bookings[-concurrency:]
-        await drive("warm-up", f"http://127.0.0.1:{bare_port}/bare", warm, concurrency)
-        bare = await drive(
-            "bare FastAPI + 1 Redis RTT",
-            f"http://127.0.0.1:{bare_port}/bare",
-            bare_requests,
-            concurrency,
-        )
-        booking = await drive("POST /v1/bookings", f"{alloc}/v1/bookings", bookings, concurrency)
+        # Vendor i books stall i, day after day: every request can succeed, none overlap.
+        request_file = work / "requests.tsv"
+        with request_file.open("w") as out:
+            for day in days:
+                for i, stall in enumerate(stalls):
+                    body = {"stall_id": stall, "date": day.isoformat(), "window_id": "evening"}
+                    out.write(f"{tokens[i]}\t{json.dumps(body)}\n")
+        bare_url = f"http://127.0.0.1:{bare_port}/bare"
+        wrk("warm-up", bare_url, request_file, seconds=2, concurrency=concurrency)
+        bare = wrk("bare FastAPI + 1 Redis RTT", bare_url, request_file,
+                   seconds=seconds, concurrency=concurrency)  # fmt: skip
+        booking = wrk("POST /v1/bookings", f"{alloc}/v1/bookings", request_file,
+                      seconds=seconds, concurrency=concurrency)  # fmt: skip
         return bare, booking
     finally:
         for child in reversed(children):
             procs.stop(child)
 
 
-async def _vendors(redis_url: str, count: int, now: datetime) -> list[str]:
-    redis = Redis.from_url(redis_url)
-    store = VendorStore(redis, Keys(""))
-    ids = []
-    for i in range(count):
-        vendor = Vendor(
-            id=f"vd_bench{i:05d}",
-            name=f"bench {i}",
-            phone=f"138{i:08d}",
-            priority_group=PriorityGroup.LOW_INCOME,
-            categories=frozenset(Category),
-            health_certificate_expires=date(2099, 1, 1),
-            suspended_until=None,
-            created_at=now,
-        )
-        await store.create(vendor, "not-a-login-account")
-        ids.append(vendor.id)
-    await redis.aclose()
-    return ids
-
-
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments, run, print the figures."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--requests", type=int, default=4000)
-    parser.add_argument("--concurrency", type=int, default=100)
+    parser = argparse.ArgumentParser(description="allocation booking benchmark")
+    parser.add_argument("--seconds", type=int, default=10, help="length of each measured run")
+    parser.add_argument("--concurrency", type=int, default=100, help="concurrent connections")
     args = parser.parse_args(argv)
-    bare, booking = asyncio.run(run(args.requests, args.concurrency))
-    print(f"\nallocation booking benchmark: {args.requests} requests, {args.concurrency} clients")
+    bare, booking = asyncio.run(run(args.seconds, args.concurrency))
+    print(
+        f"\nallocation booking benchmark: wrk, {args.concurrency} connections, "
+        f"{args.seconds} s each, one uvicorn worker each, same machine, same run"
+    )
     print(bare.line())
     print(booking.line())
+    print(f"bookings created: {booking.succeeded / booking.seconds:.0f} bookings/s")
     ratio = booking.throughput / bare.throughput
     print(f"booking/bare throughput ratio: {ratio:.2f} (aim: >= 0.50)")
-    created = booking.statuses.get(201, 0)
-    print(
-        f"bookings created: {created} of {booking.requests}; "
-        f"booking throughput {created / booking.seconds:.0f} bookings/s"
-    )
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from redis.asyncio import Redis
-from stallkit.clock import Clock
 
 from allocation.adapters.catalogue_store import CatalogueStore
 from allocation.adapters.keys import Keys
@@ -19,6 +18,7 @@ from allocation.domain.rules import Policy
 from allocation.service_layer.bookings import BookingService
 from allocation.service_layer.markets import MarketService
 from allocation.service_layer.vendors import VendorService
+from stallkit.clock import Clock
 
 
 def policy_from(settings: AllocationSettings) -> Policy:

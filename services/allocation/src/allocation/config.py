@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
+
 from stallkit.settings import DEV_JWT_SECRET, CommonSettings
 
 #: base64 of b"dev-only-stall-code-seed-32bytes": the development Ed25519 seed for stall codes.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from allocation.testing import MONDAY, RunningAllocation
 
 pytestmark = pytest.mark.integration

@@ -14,10 +14,11 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from allocation.domain import stall_codes
 from allocation.domain.model import PriorityGroup
 from allocation.testing import MONDAY, TUESDAY, RunningAllocation, local, set_now
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from stallkit.auth import Role
 
 pytestmark = pytest.mark.integration

@@ -7,6 +7,7 @@ from collections import Counter
 
 import httpx
 import pytest
+
 from allocation.domain.model import ACTIVE_STATES, PriorityGroup
 from allocation.testing import MONDAY, RunningAllocation
 

@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+
 from allocation.domain.model import PriorityGroup
 from allocation.testing import MONDAY, RunningAllocation, local, serve, set_now, small_catalogue
 from contracts.events import CheckInDeadlinePassed

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from allocation.config import AllocationSettings
 from allocation.domain.model import PriorityGroup
 from allocation.testing import (

@@ -8,6 +8,9 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import ValidationError
+
 from allocation.config import DEV_STALL_CODE_SEED_B64, AllocationSettings
 from allocation.domain import stall_codes
 from allocation.domain.model import (
@@ -29,8 +32,6 @@ from allocation.domain.rules import (
     priority_hold_ends_at,
 )
 from contracts.catalogue import Category, District, Location, Market, MarketWindow
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pydantic import ValidationError
 from stallkit.clock import MARKET_TZ
 from stallkit.problems import ProblemError
 from stallkit.settings import DEV_JWT_SECRET

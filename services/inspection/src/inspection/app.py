@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from faststream_fastapi import FastStreamAPI
-from stallkit.messaging import make_broker
-from stallkit.service import ServiceParts, build_service, make_clock, make_redis
 
 from inspection.adapters.expectation_store import ExpectationStore, RedisExpectationStore
 from inspection.config import InspectionSettings
 from inspection.entrypoints.http import expectation_router
 from inspection.entrypoints.subscribers import ExpectationProjector, subscribe_projection
+from stallkit.messaging import make_broker
+from stallkit.service import ServiceParts, build_service, make_clock, make_redis
 
 
 def create_app(

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
+
 from stallkit.settings import CommonSettings
 
 #: Allocation's development stall-code seed (base64 of b"dev-only-stall-code-seed-32bytes").

@@ -8,15 +8,16 @@ from typing import Any
 
 import httpx
 import pytest
+from faststream.kafka import KafkaBroker
+from redis.asyncio import Redis
+
 from contracts.catalogue import Category, District, Location, Market, MarketWindow
 from contracts.events import BookingCancelled, BookingCreated, MarketChanged
 from contracts.topics import BOOKINGS, DEAD_LETTER, DLQ_CONSUMER_HEADER, DLQ_REASON_HEADER
-from faststream.kafka import KafkaBroker
 from inspection.adapters.expectation_store import RedisExpectationStore
 from inspection.app import create_app
 from inspection.config import InspectionSettings
 from inspection.domain.expected import MarketFacts, StallFacts
-from redis.asyncio import Redis
 from stallkit.auth import Role, mint_token
 from stallkit.clock import MARKET_TZ, Clock
 from stallkit.messaging import publish_event

@@ -9,6 +9,9 @@ from typing import Any
 
 import httpx
 import pytest
+from faststream.kafka import KafkaBroker, KafkaMessage, TestKafkaBroker
+from faststream_fastapi._internal.get_dependant import mark_faststream_decorated
+
 from contracts.catalogue import Category, District, Location, Market, MarketWindow, Stall
 from contracts.events import (
     BookingCancelled,
@@ -19,8 +22,6 @@ from contracts.events import (
     StallChanged,
 )
 from contracts.topics import BOOKINGS, DEAD_LETTER, DLQ_REASON_HEADER
-from faststream.kafka import KafkaBroker, KafkaMessage, TestKafkaBroker
-from faststream_fastapi._internal.get_dependant import mark_faststream_decorated
 from inspection.adapters.expectation_store import InMemoryExpectationStore
 from inspection.app import create_app
 from inspection.config import InspectionSettings

@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime
 
 import pytest
+
 from inspection.domain.expected import (
     ExpectedBooking,
     Slot,

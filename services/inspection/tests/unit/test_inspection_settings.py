@@ -7,12 +7,13 @@ import base64
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from pydantic import ValidationError
+
 from inspection.config import (
     DEV_STALL_CODE_PUBLIC_KEY_B64,
     DEV_STALL_CODE_SEED_B64,
     InspectionSettings,
 )
-from pydantic import ValidationError
 
 pytestmark = pytest.mark.unit
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from faststream_fastapi import FastStreamAPI
-from stallkit.messaging import make_broker
-from stallkit.service import ServiceParts, build_service, make_clock, make_redis
 
 from reporting.adapters.stats_store import RedisStatsStore, StatsStore
 from reporting.config import ReportingSettings
 from reporting.entrypoints.http import stats_router
 from reporting.entrypoints.subscribers import EventCounter, subscribe_everything
+from stallkit.messaging import make_broker
+from stallkit.service import ServiceParts, build_service, make_clock, make_redis
 
 
 def create_app(

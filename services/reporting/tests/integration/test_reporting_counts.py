@@ -8,6 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
+from faststream.kafka import KafkaBroker
+from redis.asyncio import Redis
+
 from contracts.catalogue import Category, District, Location, Market, MarketWindow
 from contracts.events import (
     BookingCreated,
@@ -18,8 +21,6 @@ from contracts.events import (
     WindowOpened,
 )
 from contracts.topics import DEAD_LETTER, DLQ_CONSUMER_HEADER, DLQ_REASON_HEADER, INSPECTION
-from faststream.kafka import KafkaBroker
-from redis.asyncio import Redis
 from reporting.adapters.stats_store import RedisStatsStore
 from reporting.app import create_app
 from reporting.config import ReportingSettings

@@ -11,6 +11,11 @@ from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 import httpx
 import pytest
+from faststream.kafka import KafkaBroker, KafkaMessage, TestKafkaBroker
+from faststream_fastapi._internal.get_dependant import mark_faststream_decorated
+from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
+
 from contracts.catalogue import District
 from contracts.envelope import Event
 from contracts.events import (
@@ -20,10 +25,6 @@ from contracts.events import (
     WindowOpened,
 )
 from contracts.topics import DEAD_LETTER, DLQ_REASON_HEADER, WINDOWS
-from faststream.kafka import KafkaBroker, KafkaMessage, TestKafkaBroker
-from faststream_fastapi._internal.get_dependant import mark_faststream_decorated
-from pydantic import BaseModel, ValidationError
-from pydantic.fields import FieldInfo
 from reporting.adapters.stats_store import InMemoryStatsStore
 from reporting.app import create_app
 from reporting.config import ReportingSettings

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from reporting.adapters.stats_store import InMemoryStatsStore
 from reporting.domain.stats import ALL, CountedEvent, EventStats, Scope, ScopeKind, scopes_of
 

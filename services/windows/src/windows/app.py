@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from faststream_fastapi import FastStreamAPI
+
 from stallkit.messaging import make_broker
 from stallkit.service import ServiceParts, build_service, make_clock, make_redis
-
 from windows.adapters.schedule_store import RedisScheduleStore, ScheduleStore
 from windows.config import WindowsSettings
 from windows.entrypoints.http import schedule_router

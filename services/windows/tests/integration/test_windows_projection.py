@@ -8,11 +8,12 @@ from typing import Any
 
 import httpx
 import pytest
+from faststream.kafka import KafkaBroker
+from redis.asyncio import Redis
+
 from contracts.catalogue import Category, District, Location, Market, MarketWindow
 from contracts.events import MarketChanged, ScheduleChanged
 from contracts.topics import CATALOGUE, DEAD_LETTER, DLQ_CONSUMER_HEADER, DLQ_REASON_HEADER
-from faststream.kafka import KafkaBroker
-from redis.asyncio import Redis
 from stallkit.messaging import publish_event
 from windows.app import create_app
 from windows.config import WindowsSettings

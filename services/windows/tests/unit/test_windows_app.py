@@ -9,12 +9,13 @@ from typing import Any
 
 import httpx
 import pytest
-from contracts.catalogue import Category, District, Location, Market, MarketWindow
-from contracts.events import MarketChanged, ScheduleChanged
-from contracts.topics import CATALOGUE, DEAD_LETTER, DLQ_REASON_HEADER
 from faststream.kafka import KafkaBroker, KafkaMessage, TestKafkaBroker
 from faststream_fastapi._internal.get_dependant import mark_faststream_decorated
 from pydantic import ValidationError
+
+from contracts.catalogue import Category, District, Location, Market, MarketWindow
+from contracts.events import MarketChanged, ScheduleChanged
+from contracts.topics import CATALOGUE, DEAD_LETTER, DLQ_REASON_HEADER
 from stallkit.messaging import make_broker, publish_event
 from stallkit.service import ServiceParts, make_clock
 from windows.adapters.schedule_store import InMemoryScheduleStore

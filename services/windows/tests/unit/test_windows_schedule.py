@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
+
 from windows.adapters.schedule_store import schedule_from_json, schedule_to_json
 from windows.domain.schedule import MarketSchedule, ReplaceSchedule, WindowSpec, apply_schedule
 

@@ -12,15 +12,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from contracts.catalogue import Catalogue, Market, Stall
-from contracts.envelope import Envelope, Event
-from contracts.events import MarketChanged, ScheduleChanged, StallChanged
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
-from stallkit.outbox import outbox_fields
 
 from allocation.adapters.keys import Keys
+from contracts.catalogue import Catalogue, Market, Stall
+from contracts.envelope import Envelope, Event
+from contracts.events import MarketChanged, ScheduleChanged, StallChanged
+from stallkit.outbox import outbox_fields
 
 
 def window_signature(market: Market, window_id: str) -> str:

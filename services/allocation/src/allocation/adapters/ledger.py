@@ -8,11 +8,11 @@ from datetime import UTC, date, datetime
 from importlib import resources
 from typing import Any
 
-from contracts.catalogue import Category
 from redis.asyncio import Redis
 
 from allocation.adapters.keys import Keys
 from allocation.domain.model import Booking, BookingState
+from contracts.catalogue import Category
 
 
 def _script(name: str) -> str:

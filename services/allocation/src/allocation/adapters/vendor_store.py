@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from contracts.catalogue import Category
 from redis.asyncio import Redis
 
 from allocation.adapters.keys import Keys
 from allocation.domain.model import PriorityGroup, Vendor
+from contracts.catalogue import Category
 
 
 class VendorStore:

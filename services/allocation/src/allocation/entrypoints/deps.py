@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-from stallkit.auth import Principal, Role, require_role
 
 from allocation.bootstrap import Allocation
+from stallkit.auth import Principal, Role, require_role
 
 
-def get_allocation(request: Request) -> Allocation:
-    """The composed allocation service of this app."""
+async def get_allocation(request: Request) -> Allocation:
+    """The composed allocation service of this app (async: no threadpool hop per request)."""
     allocation: Allocation = request.app.state.allocation
     return allocation
 

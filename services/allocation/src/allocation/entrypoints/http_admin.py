@@ -7,8 +7,6 @@ import io
 from typing import Annotated
 
 import segno
-from contracts.catalogue import Catalogue, Market, MarketWindow, Stall
-from contracts.events import StallCodeIssued, StallCodeRevoked
 from fastapi import APIRouter, Body, Response, status
 from fastapi.responses import HTMLResponse
 
@@ -23,6 +21,8 @@ from allocation.entrypoints.schemas import (
     SuspensionView,
 )
 from allocation.service_layer.bookings import new_id
+from contracts.catalogue import Catalogue, Market, MarketWindow, Stall
+from contracts.events import StallCodeIssued, StallCodeRevoked
 
 router = APIRouter(prefix="/v1", tags=["admin"])
 

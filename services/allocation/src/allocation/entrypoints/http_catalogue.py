@@ -5,9 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
-from contracts.catalogue import Category, District, Market
 from fastapi import APIRouter, Query
-from stallkit.clock import Clock
 
 from allocation.domain import stall_codes
 from allocation.entrypoints.deps import AllocationDep
@@ -17,6 +15,8 @@ from allocation.entrypoints.schemas import (
     PublicKeyView,
     WindowAvailabilityView,
 )
+from contracts.catalogue import Category, District, Market
+from stallkit.clock import Clock
 
 router = APIRouter(prefix="/v1", tags=["catalogue"])
 

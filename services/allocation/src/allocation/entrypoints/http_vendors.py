@@ -6,12 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, status
 from fastapi.security import OAuth2PasswordRequestForm
-from stallkit.auth import Role, mint_token
 
 from allocation.domain.errors import rejected
 from allocation.entrypoints.deps import AllocationDep, CurrentVendor
 from allocation.entrypoints.schemas import TokenResponse, VendorProfile, VendorRegistration
 from allocation.service_layer.vendors import RegisterVendor
+from stallkit.auth import Role, mint_token
 
 router = APIRouter(prefix="/v1", tags=["vendors"])
 

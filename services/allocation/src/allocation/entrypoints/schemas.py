@@ -5,6 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from allocation.domain.model import Booking, BookingState, PriorityGroup, Vendor
+from allocation.domain.rules import Policy, check_in_window
 from contracts.catalogue import (
     STALL_ID_PATTERN,
     WINDOW_ID_PATTERN,
@@ -14,10 +18,6 @@ from contracts.catalogue import (
     Market,
     MarketWindow,
 )
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-
-from allocation.domain.model import Booking, BookingState, PriorityGroup, Vendor
-from allocation.domain.rules import Policy, check_in_window
 from stallkit.clock import MARKET_TZ
 
 Phone = Annotated[

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from contracts.envelope import RawEnvelope
-from contracts.events import CheckInDeadlinePassed, MarketResumed, MarketSuspended
 from faststream.kafka import KafkaBroker
 from redis.asyncio import Redis
-from stallkit.messaging import subscribe_events
 
 from allocation.bootstrap import Allocation
+from contracts.envelope import RawEnvelope
+from contracts.events import CheckInDeadlinePassed, MarketResumed, MarketSuspended
+from stallkit.messaging import subscribe_events
 
 
 def register_subscribers(broker: KafkaBroker, redis: Redis, allocation: Allocation) -> None:

@@ -8,19 +8,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from contracts.catalogue import Market
-from contracts.envelope import Envelope, Event
-from contracts.events import (
-    BookingCancelled,
-    BookingCheckedIn,
-    BookingCreated,
-    BookingNoShow,
-    BookingSuspendedByMarket,
-    StallReleased,
-)
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from stallkit.clock import Clock
-from stallkit.problems import ProblemError
 
 from allocation.adapters.catalogue_store import CatalogueStore, window_signature
 from allocation.adapters.ledger import Decision, Ledger, OutboxEvent
@@ -43,6 +31,18 @@ from allocation.domain.rules import (
     occurrence,
     priority_hold_ends_at,
 )
+from contracts.catalogue import Market
+from contracts.envelope import Envelope, Event
+from contracts.events import (
+    BookingCancelled,
+    BookingCheckedIn,
+    BookingCreated,
+    BookingNoShow,
+    BookingSuspendedByMarket,
+    StallReleased,
+)
+from stallkit.clock import Clock
+from stallkit.problems import ProblemError
 
 
 @dataclass(frozen=True)

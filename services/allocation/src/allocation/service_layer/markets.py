@@ -6,17 +6,16 @@ import json
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from contracts.catalogue import Market
-from contracts.envelope import Envelope
-from contracts.events import MarketSuspensionDeclared
-from stallkit.clock import Clock
-from stallkit.outbox import outbox_fields
-
 from allocation.adapters.catalogue_store import CatalogueStore
 from allocation.adapters.ledger import Ledger
 from allocation.domain.errors import rejected
 from allocation.domain.rules import Policy, held_stall_count, occurrence, priority_hold_ends_at
 from allocation.service_layer.bookings import BookingService
+from contracts.catalogue import Market
+from contracts.envelope import Envelope
+from contracts.events import MarketSuspensionDeclared
+from stallkit.clock import Clock
+from stallkit.outbox import outbox_fields
 
 
 @dataclass(frozen=True)

@@ -7,14 +7,14 @@ from datetime import date
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from contracts.catalogue import Category
-from stallkit.clock import Clock
 from starlette.concurrency import run_in_threadpool
 
 from allocation.adapters.vendor_store import VendorStore
 from allocation.domain.errors import rejected
 from allocation.domain.model import PriorityGroup, Vendor
 from allocation.service_layer.bookings import new_id
+from contracts.catalogue import Category
+from stallkit.clock import Clock
 
 #: Verified against when the phone is unknown, so timing does not reveal registered numbers.
 _DUMMY_HASH_INPUT = "timing-equaliser"

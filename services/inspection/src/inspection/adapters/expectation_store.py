@@ -7,8 +7,6 @@ from datetime import date, datetime
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
-from stallkit.clock import Clock
-from stallkit.settings import CommonSettings
 
 from inspection.domain.expected import (
     ExpectedBooking,
@@ -17,6 +15,8 @@ from inspection.domain.expected import (
     StallFacts,
     keep_until,
 )
+from stallkit.clock import Clock
+from stallkit.settings import CommonSettings
 
 MIN_TTL_SECONDS = 3600
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from contracts.catalogue import STALL_ID_PATTERN, WINDOW_ID_PATTERN, market_of_stall
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
-from stallkit.clock import Clock
-from stallkit.problems import ProblemError, register_messages
 
+from contracts.catalogue import STALL_ID_PATTERN, WINDOW_ID_PATTERN, market_of_stall
 from inspection.adapters.expectation_store import ExpectationStore
 from inspection.domain.expected import ExpectedBooking, Slot
 from inspection.entrypoints.deps import PatrolOrAdmin
+from stallkit.clock import Clock
+from stallkit.problems import ProblemError, register_messages
 
 register_messages(
     {"no_booking": ("该摊位在此时段没有预约", "No booking for this stall and window")}

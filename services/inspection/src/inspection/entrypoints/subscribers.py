@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 
+from faststream.kafka import KafkaBroker
+from redis.asyncio import Redis
+
 from contracts.envelope import RawEnvelope
 from contracts.events import (
     BookingCancelled,
@@ -14,11 +17,6 @@ from contracts.events import (
     MarketChanged,
     StallChanged,
 )
-from faststream.kafka import KafkaBroker
-from redis.asyncio import Redis
-from stallkit.messaging import subscribe_events
-from stallkit.settings import CommonSettings
-
 from inspection.adapters.expectation_store import ExpectationStore
 from inspection.domain.expected import (
     BookingEnd,
@@ -29,6 +27,8 @@ from inspection.domain.expected import (
     after_booking_created,
     after_booking_ended,
 )
+from stallkit.messaging import subscribe_events
+from stallkit.settings import CommonSettings
 
 log = logging.getLogger(__name__)
 

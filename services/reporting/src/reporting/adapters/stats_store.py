@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Protocol
 
 from redis.asyncio import Redis
-from stallkit.settings import CommonSettings
 
 from reporting.domain.stats import CountedEvent, EventStats, Scope, scopes_of
+from stallkit.settings import CommonSettings
 
 #: How long an event id is remembered as counted (as long as the consumer's dedup marks).
 SEEN_TTL_SECONDS = 7 * 24 * 3600

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from contracts.catalogue import MARKET_ID_PATTERN, District
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
-from stallkit.problems import ProblemError
 
+from contracts.catalogue import MARKET_ID_PATTERN, District
 from reporting.adapters.stats_store import StatsStore
 from reporting.domain.stats import ALL, Scope, ScopeKind
+from stallkit.problems import ProblemError
 
 
 class StatsOut(BaseModel):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from faststream.kafka import KafkaBroker
+from redis.asyncio import Redis
+
 from contracts.envelope import Event, RawEnvelope
 from contracts.events import (
     ALL_EVENTS,
@@ -11,13 +14,10 @@ from contracts.events import (
     MarketSuspended,
     WindowEvent,
 )
-from faststream.kafka import KafkaBroker
-from redis.asyncio import Redis
-from stallkit.messaging import subscribe_events
-from stallkit.settings import CommonSettings
-
 from reporting.adapters.stats_store import StatsStore
 from reporting.domain.stats import CountedEvent
+from stallkit.messaging import subscribe_events
+from stallkit.settings import CommonSettings
 
 GROUP_ID = "reporting"
 TOPICS = ["catalogue", "bookings", "windows", "inspection"]

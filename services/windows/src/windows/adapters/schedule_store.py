@@ -7,8 +7,8 @@ from datetime import datetime, time
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
-from stallkit.settings import CommonSettings
 
+from stallkit.settings import CommonSettings
 from windows.domain.schedule import MarketSchedule, WindowSpec
 
 

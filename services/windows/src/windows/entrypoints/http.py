@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime, time
 from typing import Annotated
 
-from contracts.catalogue import MARKET_ID_PATTERN
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
-from stallkit.problems import ProblemError, register_messages
 
+from contracts.catalogue import MARKET_ID_PATTERN
+from stallkit.problems import ProblemError, register_messages
 from windows.adapters.schedule_store import ScheduleStore
 from windows.domain.schedule import MarketSchedule
 

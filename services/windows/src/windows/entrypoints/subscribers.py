@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 
+from faststream.kafka import KafkaBroker
+from redis.asyncio import Redis
+
 from contracts.catalogue import MarketWindow
 from contracts.envelope import RawEnvelope
 from contracts.events import MarketChanged, ScheduleChanged
-from faststream.kafka import KafkaBroker
-from redis.asyncio import Redis
 from stallkit.messaging import subscribe_events
 from stallkit.settings import CommonSettings
-
 from windows.adapters.schedule_store import ScheduleStore
 from windows.domain.schedule import ReplaceSchedule, WindowSpec, apply_schedule
 
