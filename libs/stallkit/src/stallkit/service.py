@@ -22,6 +22,7 @@ from prometheus_client import (
     generate_latest,
 )
 from redis.asyncio import BlockingConnectionPool, Redis
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stallkit.auth import TokenVerifier
@@ -93,6 +94,17 @@ class _HttpMetrics:
             return
         status = 500
         started = time.perf_counter()
+        received = 0
+
+        async def receive_within_limit() -> Message:
+            # A chunked body has no Content-Length: count what actually arrives.
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > MAX_BODY_BYTES:
+                    raise StarletteHTTPException(413)
+            return message
 
         async def send_and_record(message: Message) -> None:
             nonlocal status
@@ -101,7 +113,7 @@ class _HttpMetrics:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_and_record)
+            await self.app(scope, receive_within_limit, send_and_record)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
             method = scope["method"]

@@ -337,11 +337,6 @@ async def test_refused_requests_changed_nothing(api: RunningAllocation) -> None:
     assert_problem(login, 401, "invalid_credentials")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: stallkit/service.py _HttpMetrics.dispatch enforces MAX_BODY_BYTES only through "
-    "the Content-Length header; a chunked body of any size is read into memory and validated",
-)
 async def test_chunked_body_over_the_limit_is_refused(api: RunningAllocation) -> None:
     """A body without Content-Length (chunked) must meet the same 256 KiB limit."""
 
