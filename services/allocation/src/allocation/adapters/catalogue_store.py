@@ -42,6 +42,7 @@ class CatalogueView:
     code_versions: dict[str, int] = field(default_factory=dict)
 
     _by_market: dict[str, list[Stall]] | None = field(default=None, repr=False)
+    _active: dict[str, int] = field(default_factory=dict, repr=False)
 
     def market_stalls(self, market_id: str) -> list[Stall]:
         """A market's stalls in id order (indexed once per snapshot)."""
@@ -50,11 +51,13 @@ class CatalogueView:
             for stall in sorted(self.stalls.values(), key=lambda s: s.id):
                 index.setdefault(stall.market_id, []).append(stall)
             self._by_market = index
+            self._active = {m: sum(1 for s in ss if s.active) for m, ss in index.items()}
         return self._by_market.get(market_id, [])
 
     def active_stall_count(self, market_id: str) -> int:
         """How many of the market's stalls can be booked."""
-        return sum(1 for s in self.market_stalls(market_id) if s.active)
+        self.market_stalls(market_id)
+        return self._active.get(market_id, 0)
 
 
 @dataclass(frozen=True)

@@ -57,11 +57,10 @@ class Ledger:
         parts = [x.decode() if isinstance(x, bytes) else str(x) for x in raw]
         return Decision(parts[0], parts[1], tuple(parts[2:]))
 
-    async def book(self, argv: list[str | int | float]) -> Decision:
-        """Run the booking decision script (argument order: see book.lua)."""
-        return self._decision(
-            await self._book(keys=[self.keys.outbox()], args=[self.keys.base, *argv])
-        )
+    async def book(self, inputs: list[str | int | float], envelope_json: str) -> Decision:
+        """Run the booking decision script (order of ``inputs``: see book.lua)."""
+        args = [self.keys.base, as_json(inputs), envelope_json]
+        return self._decision(await self._book(keys=[self.keys.outbox()], args=args))
 
     async def transition(
         self,

@@ -188,10 +188,9 @@ class BookingService:
             priority_hold_ends_at(self.policy, day).timestamp(),
             held_stall_count(self.policy, active_stalls),
             active_stalls,
-            envelope.model_dump_json(),
             self.idempotency_ttl_seconds,
         ]
-        decision = await self.ledger.book(argv)
+        decision = await self.ledger.book(argv, envelope.model_dump_json())
         if decision.outcome == "ok":
             booking = Booking(**{**booking.__dict__, "priority": decision.extra[0] == "1"})
         return decision, booking

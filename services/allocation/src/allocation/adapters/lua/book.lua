@@ -1,18 +1,22 @@
 -- One booking decision, atomic: every rule of the double-limit scheme is checked and, if all
 -- hold, the booking, its indexes, its idempotency record and its outbox event are written.
 -- All keys share the {alloc} hash tag (one slot), built from the prefix in ARGV[1].
+-- ARGV[2] is a JSON array of the decision's inputs (one argument is cheaper to send than
+-- twenty), ARGV[3] the BookingCreated envelope.
 local p = ARGV[1]
-local now = tonumber(ARGV[2])
-local vid, sid, mid, wid, day = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local start_ts, end_ts = tonumber(ARGV[8]), tonumber(ARGV[9])
-local week = ARGV[10]
-local idem_key, body_hash, bid = ARGV[11], ARGV[12], ARGV[13]
-local category, win_sig = ARGV[14], ARGV[15]
-local cap = tonumber(ARGV[16])
-local open_priority, open_standard = tonumber(ARGV[17]), tonumber(ARGV[18])
-local hold_until, held = tonumber(ARGV[19]), tonumber(ARGV[20])
-local total = tonumber(ARGV[21])
-local booking_json = ARGV[22]
+local a = cjson.decode(ARGV[2])
+local now = a[1]
+local vid, sid, mid, wid, day = a[2], a[3], a[4], a[5], a[6]
+local start_ts, end_ts = a[7], a[8]
+local week = a[9]
+local idem_key, body_hash, bid = a[10], a[11], a[12]
+local category, win_sig = a[13], a[14]
+local cap = a[15]
+local open_priority, open_standard = a[16], a[17]
+local hold_until, held = a[18], a[19]
+local total = a[20]
+local idem_ttl = a[21]
+local booking_json = ARGV[3]
 local outbox = p .. 'outbox'
 
 -- 1. idempotent replay
@@ -96,7 +100,7 @@ redis.call('EXPIRE', vweek, 60 * 86400)
 redis.call('HINCRBY', counts, priority and 'priority' or 'standard', 1)
 redis.call('SADD', p .. 'wbookings:' .. mid .. ':' .. day .. ':' .. wid, bid)
 redis.call('HSET', idem, 'hash', body_hash, 'booking', bid)
-redis.call('EXPIRE', idem, tonumber(ARGV[23]))
+redis.call('EXPIRE', idem, idem_ttl)
 local event = cjson.decode(booking_json)
 event['data']['priority'] = priority
 redis.call('XADD', outbox, '*', 'topic', 'bookings', 'key', mid, 'event_id', event['id'],
