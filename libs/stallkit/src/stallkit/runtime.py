@@ -524,7 +524,7 @@ class EmbeddedSystem:
             lines.append(f"  {svc:<11} {self.url(svc) + '/docs':<32} {self.url(svc)}/asyncapi")
         lines += [
             "",
-            f"  dashboard 看板   {self.url('reporting')}/",
+            f"  stats 统计       {self.url('reporting')}/v1/stats",
             f"  Kafka            {self.kafka_bootstrap}"
             + ("" if "broker" in self.own_infra else "  (external)"),
             f"  Redis            {self.redis_url}"
