@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -28,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from stallkit.auth import TokenVerifier
 from stallkit.clock import Clock
 from stallkit.logs import configure_logging
-from stallkit.messaging import start_broker_when_reachable
+from stallkit.messaging import make_broker, start_broker_when_reachable
 from stallkit.problems import install_problem_handlers, problem_response
 from stallkit.settings import CommonSettings
 
@@ -47,6 +48,16 @@ class ServiceParts:
     redis: Redis
     broker: KafkaBroker
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    @classmethod
+    def from_settings(cls, settings: CommonSettings) -> ServiceParts:
+        """The real adapters: clock, Redis client and Kafka broker, as the settings say."""
+        return cls(
+            settings=settings,
+            clock=make_clock(settings),
+            redis=make_redis(settings),
+            broker=make_broker(settings),
+        )
 
 
 def make_clock(settings: CommonSettings) -> Clock:
@@ -217,3 +228,18 @@ def build_service(
     return FastStreamAPI(
         parts.broker, application=app, asyncapi_path="/asyncapi", connection_hook=connect
     )
+
+
+def lazy_app(factory: Callable[[], Any], namespace: dict[str, Any]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` that builds ``app`` on first access (``uvicorn pkg.app:app``).
+
+    Importing the module (tests, tools) then builds nothing.
+    """
+
+    def __getattr__(name: str) -> Any:
+        if name == "app":
+            namespace["app"] = built = factory()
+            return built
+        raise AttributeError(f"module {namespace.get('__name__')!r} has no attribute {name!r}")
+
+    return __getattr__

@@ -7,7 +7,6 @@ import contextlib
 import os
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from faststream_fastapi import FastStreamAPI
 
@@ -16,10 +15,9 @@ from allocation.config import AllocationSettings
 from allocation.domain.errors import MESSAGES
 from allocation.entrypoints import http_admin, http_bookings, http_catalogue, http_vendors
 from allocation.entrypoints.subscribers import register_subscribers
-from stallkit.messaging import make_broker
 from stallkit.outbox import OutboxRelay
 from stallkit.problems import register_messages
-from stallkit.service import ServiceParts, build_service, make_clock, make_redis
+from stallkit.service import ServiceParts, build_service, lazy_app
 
 CATALOGUE_REFRESH_SECONDS = 2.0
 
@@ -28,12 +26,7 @@ def create_app(settings: AllocationSettings | None = None) -> FastStreamAPI:
     """Compose the allocation service."""
     settings = settings or AllocationSettings()
     register_messages(MESSAGES)
-    parts = ServiceParts(
-        settings=settings,
-        clock=make_clock(settings),
-        redis=make_redis(settings),
-        broker=make_broker(settings),
-    )
+    parts = ServiceParts.from_settings(settings)
     allocation = bootstrap(settings, parts.clock, parts.redis)
     register_subscribers(parts.broker, parts.redis, allocation)
 
@@ -83,9 +76,4 @@ def create_app(settings: AllocationSettings | None = None) -> FastStreamAPI:
     return app
 
 
-def __getattr__(name: str) -> Any:
-    if name == "app":  # built on first access, so importing this module stays cheap
-        built = create_app()
-        globals()["app"] = built
-        return built
-    raise AttributeError(name)
+__getattr__ = lazy_app(create_app, globals())

@@ -6,16 +6,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from faststream_fastapi import FastStreamAPI
 
 from inspection.adapters.expectation_store import ExpectationStore, RedisExpectationStore
 from inspection.config import InspectionSettings
 from inspection.entrypoints.http import expectation_router
 from inspection.entrypoints.subscribers import ExpectationProjector, subscribe_projection
-from stallkit.messaging import make_broker
-from stallkit.service import ServiceParts, build_service, make_clock, make_redis
+from stallkit.service import ServiceParts, build_service, lazy_app
 
 
 def create_app(
@@ -28,12 +25,7 @@ def create_app(
     """Build the inspection service; ``parts`` and ``store`` default to the real adapters."""
     settings = settings or InspectionSettings()
     if parts is None:
-        parts = ServiceParts(
-            settings=settings,
-            clock=make_clock(settings),
-            redis=make_redis(settings),
-            broker=make_broker(settings),
-        )
+        parts = ServiceParts.from_settings(settings)
     if store is None:
         store = RedisExpectationStore(
             parts.redis, settings, parts.clock, settings.expected_retention_days
@@ -48,10 +40,4 @@ def create_app(
     )
 
 
-def __getattr__(name: str) -> Any:
-    """Build ``app`` lazily, so importing this module (tests, tools) stays cheap."""
-    if name == "app":
-        app = create_app()
-        globals()["app"] = app
-        return app
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_app(create_app, globals())

@@ -6,16 +6,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from faststream_fastapi import FastStreamAPI
 
 from reporting.adapters.stats_store import RedisStatsStore, StatsStore
 from reporting.config import ReportingSettings
 from reporting.entrypoints.http import stats_router
 from reporting.entrypoints.subscribers import EventCounter, subscribe_everything
-from stallkit.messaging import make_broker
-from stallkit.service import ServiceParts, build_service, make_clock, make_redis
+from stallkit.service import ServiceParts, build_service, lazy_app
 
 
 def create_app(
@@ -28,12 +25,7 @@ def create_app(
     """Build the reporting service; ``parts`` and ``store`` default to the real adapters."""
     settings = settings or ReportingSettings()
     if parts is None:
-        parts = ServiceParts(
-            settings=settings,
-            clock=make_clock(settings),
-            redis=make_redis(settings),
-            broker=make_broker(settings),
-        )
+        parts = ServiceParts.from_settings(settings)
     store = store or RedisStatsStore(parts.redis, settings)
     subscribe_everything(parts.broker, settings, parts.redis, EventCounter(store))
     return build_service(
@@ -45,10 +37,4 @@ def create_app(
     )
 
 
-def __getattr__(name: str) -> Any:
-    """Build ``app`` lazily, so importing this module (tests, tools) stays cheap."""
-    if name == "app":
-        app = create_app()
-        globals()["app"] = app
-        return app
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_app(create_app, globals())

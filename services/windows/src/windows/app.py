@@ -6,12 +6,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from faststream_fastapi import FastStreamAPI
 
-from stallkit.messaging import make_broker
-from stallkit.service import ServiceParts, build_service, make_clock, make_redis
+from stallkit.service import ServiceParts, build_service, lazy_app
 from windows.adapters.schedule_store import RedisScheduleStore, ScheduleStore
 from windows.config import WindowsSettings
 from windows.entrypoints.http import schedule_router
@@ -28,12 +25,7 @@ def create_app(
     """Build the windows service; ``parts`` and ``store`` default to the real adapters."""
     settings = settings or WindowsSettings()
     if parts is None:
-        parts = ServiceParts(
-            settings=settings,
-            clock=make_clock(settings),
-            redis=make_redis(settings),
-            broker=make_broker(settings),
-        )
+        parts = ServiceParts.from_settings(settings)
     store = store or RedisScheduleStore(parts.redis, settings)
     subscribe_catalogue(parts.broker, settings, parts.redis, ScheduleProjector(store))
     return build_service(
@@ -45,10 +37,4 @@ def create_app(
     )
 
 
-def __getattr__(name: str) -> Any:
-    """Build ``app`` lazily, so importing this module (tests, tools) stays cheap."""
-    if name == "app":
-        app = create_app()
-        globals()["app"] = app
-        return app
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_app(create_app, globals())

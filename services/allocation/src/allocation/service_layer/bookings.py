@@ -7,6 +7,7 @@ import json
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -59,6 +60,18 @@ class BookStall:
         """What makes two requests with one Idempotency-Key the same request."""
         text = f"{self.stall_id}|{self.date.isoformat()}|{self.window_id}"
         return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _about(booking: Booking) -> dict[str, Any]:
+    """The fields every booking lifecycle event repeats."""
+    return {
+        "market_id": booking.market_id,
+        "booking_id": booking.id,
+        "vendor_id": booking.vendor_id,
+        "stall_id": booking.stall_id,
+        "date": booking.date,
+        "window_id": booking.window_id,
+    }
 
 
 def new_id(prefix: str) -> str:
@@ -261,12 +274,7 @@ class BookingService:
             raise rejected("window_passed")
         late = cancellation_is_late(self.policy, booking.starts_at, now)
         cancelled = BookingCancelled(
-            market_id=booking.market_id,
-            booking_id=booking.id,
-            vendor_id=booking.vendor_id,
-            stall_id=booking.stall_id,
-            date=booking.date,
-            window_id=booking.window_id,
+            **_about(booking),
             late=late,
         )
         return await self._apply(
@@ -299,12 +307,7 @@ class BookingService:
                 "check_in_closed", opens_at=opens.isoformat(), closes_at=closes.isoformat()
             )
         checked_in = BookingCheckedIn(
-            market_id=booking.market_id,
-            booking_id=booking.id,
-            vendor_id=booking.vendor_id,
-            stall_id=booking.stall_id,
-            date=booking.date,
-            window_id=booking.window_id,
+            **_about(booking),
             checked_in_at=now,
         )
         return await self._apply(
@@ -328,12 +331,7 @@ class BookingService:
                 continue
             now = self.clock.now()
             no_show = BookingNoShow(
-                market_id=booking.market_id,
-                booking_id=booking.id,
-                vendor_id=booking.vendor_id,
-                stall_id=booking.stall_id,
-                date=booking.date,
-                window_id=booking.window_id,
+                **_about(booking),
                 no_shows_in_period=1,
             )
             envelope = Envelope.wrap(no_show, source=self.source, time=now)
@@ -372,12 +370,7 @@ class BookingService:
                         continue
                     now = self.clock.now()
                     suspended = BookingSuspendedByMarket(
-                        market_id=booking.market_id,
-                        booking_id=booking.id,
-                        vendor_id=booking.vendor_id,
-                        stall_id=booking.stall_id,
-                        date=booking.date,
-                        window_id=booking.window_id,
+                        **_about(booking),
                         reason=reason,
                     )
                     try:
