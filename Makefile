@@ -63,7 +63,11 @@ fmt: install ## format and autofix
 	$(UV) run --frozen ruff format .
 	$(UV) run --frozen ruff check --fix .
 
-bench: install ## allocation benchmark
+bench: install ## allocation benchmark (booking path beside a bare endpoint, driven by wrk)
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends wrk; \
+	  else echo "wrk is missing. Run: sudo apt-get install -y wrk"; exit 1; fi; }
 	$(UV) run --frozen python -m allocation.bench
 
 asyncapi: install ## regenerate contracts/asyncapi.json
