@@ -72,19 +72,13 @@ async def my_bookings(
     return [BookingView.of(b, allocation.policy) for b in bookings]
 
 
-async def _own(allocation: AllocationDep, vendor_id: str, booking_id: str) -> BookingView:
-    booking = await allocation.ledger.get(booking_id) if len(booking_id) <= 64 else None
-    if booking is None or booking.vendor_id != vendor_id:
-        raise rejected("booking_not_found")
-    return BookingView.of(booking, allocation.policy)
-
-
 @router.get("/{booking_id}")
 async def read_booking(
     booking_id: str, principal: CurrentVendor, allocation: AllocationDep
 ) -> BookingView:
     """One of the caller's bookings."""
-    return await _own(allocation, principal.sub, booking_id)
+    booking = await allocation.bookings.owned(principal.sub, booking_id)
+    return BookingView.of(booking, allocation.policy)
 
 
 @router.delete("/{booking_id}")
@@ -92,7 +86,6 @@ async def cancel_booking(
     booking_id: str, principal: CurrentVendor, allocation: AllocationDep
 ) -> BookingView:
     """Cancel: free until 2 h before the start, later it counts as a no-show."""
-    await _own(allocation, principal.sub, booking_id)
     booking = await allocation.bookings.cancel(principal.sub, booking_id)
     return BookingView.of(booking, allocation.policy)
 
@@ -102,7 +95,6 @@ async def check_in(
     booking_id: str, body: CheckInRequest, principal: CurrentVendor, allocation: AllocationDep
 ) -> BookingView:
     """Check in by presenting the scanned stall code within the check-in window."""
-    await _own(allocation, principal.sub, booking_id)
     booking = await allocation.bookings.check_in(
         principal.sub, booking_id, body.code, allocation.signing_key.public_key()
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import secrets
@@ -32,7 +33,7 @@ from allocation.domain.rules import (
     occurrence,
     priority_hold_ends_at,
 )
-from contracts.catalogue import Market
+from contracts.catalogue import Market, Stall
 from contracts.envelope import Envelope, Event
 from contracts.events import (
     BookingCancelled,
@@ -105,7 +106,8 @@ class BookingService:
             event.topic, event.market_id, envelope.id, envelope.type, envelope.model_dump_json()
         )
 
-    async def _market_of(self, stall_id: str) -> tuple[Market, int]:
+    async def _placement(self, stall_id: str) -> tuple[Stall, Market, int]:
+        """The stall, its market and how many of the market's stalls are bookable."""
         view = self.catalogue.view
         if stall_id not in view.stalls:
             view = await self.catalogue.refresh(force=True)
@@ -113,8 +115,7 @@ class BookingService:
         if stall is None:
             raise rejected("stall_not_found", f"no stall {stall_id}")
         market = view.markets[stall.market_id]
-        active = view.active_stall_count(market.id)
-        return market, active
+        return stall, market, view.active_stall_count(market.id)
 
     async def book(self, command: BookStall) -> tuple[Booking, bool]:
         """Book, or replay an earlier identical request; returns (booking, replayed)."""
@@ -148,9 +149,8 @@ class BookingService:
         return rejected(code)
 
     async def _try_book(self, command: BookStall) -> tuple[Decision, Booking]:
-        market, active_stalls = await self._market_of(command.stall_id)
+        stall, market, active_stalls = await self._placement(command.stall_id)
         occ = occurrence(market, command.window_id, command.date)
-        stall = self.catalogue.view.stalls[command.stall_id]
         now = self.clock.now()
         booking = Booking(
             id=new_id("bk"),
@@ -205,11 +205,12 @@ class BookingService:
         ]
         decision = await self.ledger.book(argv, envelope.model_dump_json())
         if decision.outcome == "ok":
-            booking = Booking(**{**booking.__dict__, "priority": decision.extra[0] == "1"})
+            booking = dataclasses.replace(booking, priority=decision.extra[0] == "1")
         return decision, booking
 
-    async def _owned(self, vendor_id: str | None, booking_id: str) -> Booking:
-        booking = await self.ledger.get(booking_id)
+    async def owned(self, vendor_id: str | None, booking_id: str) -> Booking:
+        """The booking if ``vendor_id`` holds it (any vendor's when ``None``), else not found."""
+        booking = await self.ledger.get(booking_id) if len(booking_id) <= 64 else None
         if booking is None or (vendor_id is not None and booking.vendor_id != vendor_id):
             raise rejected("booking_not_found")
         return booking
@@ -262,12 +263,13 @@ class BookingService:
                 next_state(BookingState(decision.extra[0]), action)  # raises with the real state
             raise rejected(decision.value)
         updated = await self.ledger.get(booking.id)
-        assert updated is not None
+        if updated is None:
+            raise rejected("booking_not_found")
         return updated
 
     async def cancel(self, vendor_id: str, booking_id: str) -> Booking:
         """Cancel: free before the cutoff, counted as a no-show after it."""
-        booking = await self._owned(vendor_id, booking_id)
+        booking = await self.owned(vendor_id, booking_id)
         next_state(booking.state, BookingAction.CANCEL)
         now = self.clock.now()
         if now >= booking.ends_at:
@@ -294,7 +296,7 @@ class BookingService:
         code = stall_codes.verify(public_key, code_text)
         if code is None:
             raise rejected("stall_code_invalid")
-        booking = await self._owned(vendor_id, booking_id)
+        booking = await self.owned(vendor_id, booking_id)
         next_state(booking.state, BookingAction.CHECK_IN)
         if code.stall_id != booking.stall_id:
             raise rejected("wrong_stall")
