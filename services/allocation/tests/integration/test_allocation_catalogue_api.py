@@ -209,7 +209,14 @@ async def test_availability_shows_a_suspended_date(svc: RunningAllocation) -> No
     assert declared.status_code == 201, declared.text
     assert declared.json()["market_id"] == "XZ-91"
     for day in (TUESDAY, WEDNESDAY):
-        assert (await window_on(svc, "XZ-91", day))["suspended_reason"] == reason
+        suspended = await window_on(svc, "XZ-91", day)
+        assert suspended["suspended_reason"] == reason
+        # Vendors see nothing to book on a suspended date.
+        assert (suspended["free"], suspended["free_stalls"], suspended["held_for_priority"]) == (
+            0,
+            [],
+            0,
+        )
     assert (await window_on(svc, "XZ-91", MONDAY))["suspended_reason"] is None
     assert (await window_on(svc, "XZ-92", TUESDAY))["suspended_reason"] is None
 

@@ -246,6 +246,12 @@ def test_public_key_is_the_raw_32_bytes() -> None:
     assert len(raw) == 32
 
 
+def _flip_spare_bit(code: str) -> str:
+    """Same signature bytes, other spelling: the last base64 character carries 2 spare bits."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    return code[:-1] + alphabet[alphabet.index(code[-1]) ^ 1]
+
+
 @pytest.mark.parametrize(
     "tamper",
     [
@@ -259,6 +265,8 @@ def test_public_key_is_the_raw_32_bytes() -> None:
         pytest.param(lambda c: c.rsplit(".", 1)[0] + "." + "A" * 86, id="signature-zeros"),
         pytest.param(lambda c: "", id="empty"),
         pytest.param(lambda c: "https://example.com/XZ-91-A017", id="url"),
+        pytest.param(lambda c: c.replace(".3.", ".03.", 1), id="version-leading-zero"),
+        pytest.param(_flip_spare_bit, id="signature-spare-bits"),
     ],
 )
 def test_tampered_code_does_not_verify(tamper: Callable[[str], str]) -> None:

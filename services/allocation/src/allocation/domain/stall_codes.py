@@ -59,4 +59,7 @@ def verify(public_key: Ed25519PublicKey, text: str) -> StallCode | None:
         public_key.verify(signature, _message(stall_id, version))
     except (InvalidSignature, ValueError):
         return None
+    # One code, one spelling: no leading zeros, no stray bits in the last base64 character.
+    if text.strip() != f"{PREFIX}.{stall_id}.{version}.{_b64url(signature)}":
+        return None
     return StallCode(stall_id=stall_id, version=version)

@@ -90,9 +90,10 @@ class MarketService:
             occ = occurrence(market, window.id, day)
             claimed = await self.ledger.claimed_stalls(stalls, day, window.id)
             _, standard = await self.ledger.window_counts(market_id, day, window.id)
-            free_ids = [s for s in stalls if s not in claimed]
+            # Nothing can be booked on a suspended date.
+            free_ids = [] if suspended else [s for s in stalls if s not in claimed]
             held = 0
-            if now < priority_hold_ends_at(self.policy, day):
+            if free_ids and now < priority_hold_ends_at(self.policy, day):
                 quota = held_stall_count(self.policy, len(stalls))
                 free_for_standard = min(len(free_ids), max(0, len(stalls) - quota - standard))
                 held = len(free_ids) - free_for_standard
