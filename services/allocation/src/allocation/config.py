@@ -52,6 +52,10 @@ class AllocationSettings(CommonSettings):
     no_show_suspension_days: int = Field(default=7, ge=1)
     max_suspension_days: int = Field(default=31, ge=1, description="Longest market suspension.")
     idempotency_ttl_hours: int = Field(default=24, ge=1)
+    max_login_failures: int = Field(
+        default=10, ge=1, description="Wrong passwords for one number before a lockout."
+    )
+    login_lockout_minutes: int = Field(default=15, ge=1)
     argon2_time_cost: int = Field(default=2, ge=1)
     argon2_memory_kib: int = Field(default=19 * 1024, ge=8 * 1024)
 

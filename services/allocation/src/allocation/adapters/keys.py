@@ -70,6 +70,10 @@ class Keys:
         """Phone number -> vendor id (uniqueness)."""
         return self.k("phone", phone)
 
+    def login_failures(self, phone: str) -> str:
+        """Failed logins for a phone number in the current lockout period."""
+        return self.k("loginfail", phone)
+
     def booking(self, booking_id: str) -> str:
         """Hash of a booking."""
         return self.k("booking", booking_id)

@@ -70,3 +70,19 @@ class VendorStore:
             suspended_until=datetime.fromtimestamp(suspended, tz=UTC) if suspended else None,
             created_at=datetime.fromtimestamp(float(r["created_ts"]), tz=UTC),
         )
+
+    async def login_failures(self, phone: str) -> int:
+        """Failed logins for ``phone`` in the current period."""
+        return int(await self.redis.get(self.keys.login_failures(phone)) or 0)
+
+    async def record_login_failure(self, phone: str, period_seconds: int) -> None:
+        """Count a failed login; the count expires ``period_seconds`` after the first."""
+        key = self.keys.login_failures(phone)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.incr(key)
+        pipe.expire(key, period_seconds, nx=True)
+        await pipe.execute()
+
+    async def clear_login_failures(self, phone: str) -> None:
+        """Forget failed logins after a successful one."""
+        await self.redis.delete(self.keys.login_failures(phone))

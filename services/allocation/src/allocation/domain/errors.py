@@ -41,6 +41,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "wrong_stall": ("摊位码与预订的摊位不符", "The code is not of the booked stall"),
     "phone_taken": ("该手机号已注册", "This phone number is already registered"),
     "invalid_credentials": ("手机号或密码错误", "Wrong phone number or password"),
+    "too_many_attempts": (
+        "密码错误次数过多，请稍后再试",
+        "Too many wrong passwords; try again later",
+    ),
     "window_passed": ("该时段已结束", "The window is over"),
     "suspension_too_long": ("暂停时间过长", "Suspension range too long"),
     "catalogue_conflict": ("目录数据冲突", "Catalogue conflict"),
@@ -69,5 +73,6 @@ STATUS: dict[str, int] = {
     "stall_code_revoked": 422,
     "wrong_stall": 422,
     "invalid_credentials": 401,
+    "too_many_attempts": 429,
     "suspension_too_long": 422,
 }

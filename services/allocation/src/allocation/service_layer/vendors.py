@@ -35,10 +35,20 @@ class RegisterVendor:
 class VendorService:
     """Registers vendors and checks their passwords."""
 
-    def __init__(self, store: VendorStore, clock: Clock, hasher: PasswordHasher):
+    def __init__(
+        self,
+        store: VendorStore,
+        clock: Clock,
+        hasher: PasswordHasher,
+        *,
+        max_login_failures: int = 10,
+        lockout_seconds: int = 15 * 60,
+    ):
         self.store = store
         self.clock = clock
         self.hasher = hasher
+        self.max_login_failures = max_login_failures
+        self.lockout_seconds = lockout_seconds
         self._dummy_hash = hasher.hash(_DUMMY_HASH_INPUT)
 
     async def register(self, command: RegisterVendor) -> Vendor:
@@ -59,13 +69,21 @@ class VendorService:
         return vendor
 
     async def authenticate(self, phone: str, password: str) -> str:
-        """The vendor id for correct credentials, else ``invalid_credentials``."""
+        """The vendor id for correct credentials, else ``invalid_credentials``.
+
+        After ``max_login_failures`` wrong passwords for a number, logins to it are refused
+        (``too_many_attempts``) until the lockout period has passed.
+        """
+        if await self.store.login_failures(phone) >= self.max_login_failures:
+            raise rejected("too_many_attempts", retry_after_seconds=self.lockout_seconds)
         vendor_id = await self.store.id_for_phone(phone)
         stored = await self.store.password_hash(vendor_id) if vendor_id else None
         try:
             await run_in_threadpool(self.hasher.verify, stored or self._dummy_hash, password)
+            if vendor_id is None or stored is None:
+                raise VerificationError
         except (VerificationError, InvalidHashError):
+            await self.store.record_login_failure(phone, self.lockout_seconds)
             raise rejected("invalid_credentials") from None
-        if vendor_id is None or stored is None:
-            raise rejected("invalid_credentials")
+        await self.store.clear_login_failures(phone)
         return vendor_id
