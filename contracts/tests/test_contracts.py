@@ -2,66 +2,22 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import enum
 import json
 import re
-import types
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any
 
 import pytest
 from pydantic import BaseModel, TypeAdapter, ValidationError
-from pydantic.fields import FieldInfo
 
 from contracts.asyncapi import DEFAULT_OUTPUT, build_asyncapi, render_asyncapi
 from contracts.catalogue import Catalogue, Category, Location, Market, MarketWindow, Stall
 from contracts.envelope import EVENT_TYPE_PREFIX, Envelope, Event, RawEnvelope
 from contracts.events import ALL_EVENTS, EVENTS_BY_TYPE
+from contracts.examples import WHEN, example_of
 from contracts.topics import TOPICS
 
 CATALOGUE_MODELS: tuple[type[BaseModel], ...] = (Location, MarketWindow, Market, Stall, Catalogue)
-M = TypeVar("M", bound=BaseModel)
-WHEN = dt.datetime(2026, 11, 23, 9, 45, 12, 345000, tzinfo=dt.UTC)
-
-
-# --- building an instance of any model from its examples ----------------------------------------
-
-
-def _value_for(annotation: Any, field: FieldInfo | None = None) -> Any:
-    """A valid value for a field: its first example, else one built from the annotation."""
-    if field is not None and field.examples:
-        return field.examples[0]
-    origin = get_origin(annotation)
-    if origin is Annotated:
-        return _value_for(get_args(annotation)[0])
-    if origin in (Union, types.UnionType):
-        # Prefer the non-None branch so that optional fields are exercised too.
-        return _value_for(next(a for a in get_args(annotation) if a is not type(None)))
-    if origin is list:
-        return [_value_for(get_args(annotation)[0])]
-    if isinstance(annotation, type):
-        if issubclass(annotation, BaseModel):
-            return example_of(annotation)
-        if issubclass(annotation, enum.Enum):
-            return next(iter(annotation))
-        if annotation is bool:
-            return True
-        if annotation is int:
-            return 1
-        if annotation is str:
-            return "x"
-        if annotation is dt.datetime:
-            return WHEN
-        if annotation is dt.date:
-            return WHEN.date()
-    raise TypeError(f"no example rule for {annotation!r}; add examples= to the field")
-
-
-def example_of(model: type[M]) -> M:
-    """An instance of ``model`` made from its fields' examples (validated, so it must be valid)."""
-    data = {name: _value_for(f.annotation, f) for name, f in model.model_fields.items()}
-    return model.model_validate(data)
 
 
 def _event_id(event: type[Event]) -> str:

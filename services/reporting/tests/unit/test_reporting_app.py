@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-import enum
-import types
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
+from typing import Any
 
 import httpx
 import pytest
 from faststream.kafka import KafkaBroker, KafkaMessage, TestKafkaBroker
 from faststream_fastapi._internal.get_dependant import mark_faststream_decorated
-from pydantic import BaseModel, ValidationError
-from pydantic.fields import FieldInfo
+from pydantic import ValidationError
 
 from contracts.catalogue import District
 from contracts.envelope import Event
@@ -24,6 +21,7 @@ from contracts.events import (
     MarketChanged,
     WindowOpened,
 )
+from contracts.examples import example_of
 from contracts.topics import DEAD_LETTER, DLQ_REASON_HEADER, WINDOWS
 from reporting.adapters.stats_store import InMemoryStatsStore
 from reporting.app import create_app
@@ -34,32 +32,6 @@ from stallkit.service import ServiceParts, make_clock
 pytestmark = pytest.mark.unit
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
-M = TypeVar("M", bound=BaseModel)
-
-
-def _value_for(annotation: Any, field: FieldInfo | None = None) -> Any:
-    """A valid value for a field: its first example, else one built from the annotation."""
-    if field is not None and field.examples:
-        return field.examples[0]
-    origin = get_origin(annotation)
-    if origin is Annotated:
-        return _value_for(get_args(annotation)[0])
-    if origin in (Union, types.UnionType):
-        return _value_for(next(a for a in get_args(annotation) if a is not type(None)))
-    if origin is list:
-        return [_value_for(get_args(annotation)[0])]
-    if issubclass(annotation, BaseModel):
-        return example_of(annotation)
-    if issubclass(annotation, enum.Enum):
-        return next(iter(annotation))
-    simple = {bool: True, int: 1, str: "x", dt.datetime: NOW, dt.date: NOW.date()}
-    return simple[annotation]
-
-
-def example_of(model: type[M]) -> M:
-    """An instance of ``model`` made from its fields' examples."""
-    data = {name: _value_for(f.annotation, f) for name, f in model.model_fields.items()}
-    return model.model_validate(data)
 
 
 @dataclass
