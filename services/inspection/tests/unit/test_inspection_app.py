@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import pytest
 from faststream.kafka import KafkaBroker, KafkaMessage, TestKafkaBroker
-from faststream_fastapi._internal.get_dependant import mark_faststream_decorated
 
 from contracts.catalogue import Category, District, Location, Market, MarketWindow, Stall
 from contracts.events import (
@@ -21,14 +20,14 @@ from contracts.events import (
     MarketChanged,
     StallChanged,
 )
-from contracts.topics import BOOKINGS, DEAD_LETTER, DLQ_REASON_HEADER
+from contracts.topics import BOOKINGS, DLQ_REASON_HEADER
 from inspection.adapters.expectation_store import InMemoryExpectationStore
 from inspection.app import create_app
 from inspection.config import InspectionSettings
 from inspection.domain.expected import StallFacts
 from stallkit.auth import Role, mint_token
-from stallkit.messaging import make_broker, publish_event
-from stallkit.service import ServiceParts, make_clock
+from stallkit.messaging import publish_event
+from stallkit.testing.plugin import unit_parts
 
 pytestmark = pytest.mark.unit
 
@@ -64,20 +63,7 @@ async def harness(fake_redis: Any) -> AsyncIterator[Harness]:
     settings = InspectionSettings(
         stall_clock_offset_seconds=(NOW - datetime.now(UTC)).total_seconds()
     )
-    parts = ServiceParts(
-        settings=settings,
-        clock=make_clock(settings),
-        redis=fake_redis,
-        broker=make_broker(settings),
-    )
-    dead_letters: list[KafkaMessage] = []
-
-    async def collect(message: KafkaMessage) -> None:
-        dead_letters.append(message)
-
-    # A raw-message handler like stallkit's; registered before the app wraps the subscribers.
-    mark_faststream_decorated(collect)
-    parts.broker.subscriber(settings.topic(DEAD_LETTER.name))(collect)
+    parts, dead_letters = unit_parts(settings, fake_redis)
     store = InMemoryExpectationStore()
     app = create_app(settings, parts=parts, store=store, configure_logs=False)
     async with TestKafkaBroker(parts.broker) as broker:

@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import pytest
 from faststream.kafka import KafkaBroker, KafkaMessage, TestKafkaBroker
-from faststream_fastapi._internal.get_dependant import mark_faststream_decorated
 from pydantic import ValidationError
 
 from contracts.catalogue import District
@@ -22,12 +21,12 @@ from contracts.events import (
     WindowOpened,
 )
 from contracts.examples import example_of
-from contracts.topics import DEAD_LETTER, DLQ_REASON_HEADER, WINDOWS
+from contracts.topics import DLQ_REASON_HEADER, WINDOWS
 from reporting.adapters.stats_store import InMemoryStatsStore
 from reporting.app import create_app
 from reporting.config import ReportingSettings
-from stallkit.messaging import make_broker, publish_event
-from stallkit.service import ServiceParts, make_clock
+from stallkit.messaging import publish_event
+from stallkit.testing.plugin import unit_parts
 
 pytestmark = pytest.mark.unit
 
@@ -54,20 +53,7 @@ class Harness:
 @pytest.fixture
 async def harness(fake_redis: Any) -> AsyncIterator[Harness]:
     settings = ReportingSettings()
-    parts = ServiceParts(
-        settings=settings,
-        clock=make_clock(settings),
-        redis=fake_redis,
-        broker=make_broker(settings),
-    )
-    dead_letters: list[KafkaMessage] = []
-
-    async def collect(message: KafkaMessage) -> None:
-        dead_letters.append(message)
-
-    # A raw-message handler like stallkit's; registered before the app wraps the subscribers.
-    mark_faststream_decorated(collect)
-    parts.broker.subscriber(settings.topic(DEAD_LETTER.name))(collect)
+    parts, dead_letters = unit_parts(settings, fake_redis)
     app = create_app(settings, parts=parts, store=InMemoryStatsStore(), configure_logs=False)
     async with TestKafkaBroker(parts.broker) as broker:
         transport = httpx.ASGITransport(app=app)

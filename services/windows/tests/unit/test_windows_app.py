@@ -10,14 +10,13 @@ from typing import Any
 import httpx
 import pytest
 from faststream.kafka import KafkaBroker, KafkaMessage, TestKafkaBroker
-from faststream_fastapi._internal.get_dependant import mark_faststream_decorated
 from pydantic import ValidationError
 
 from contracts.catalogue import Category, District, Location, Market, MarketWindow
 from contracts.events import MarketChanged, ScheduleChanged
-from contracts.topics import CATALOGUE, DEAD_LETTER, DLQ_REASON_HEADER
-from stallkit.messaging import make_broker, publish_event
-from stallkit.service import ServiceParts, make_clock
+from contracts.topics import CATALOGUE, DLQ_REASON_HEADER
+from stallkit.messaging import publish_event
+from stallkit.testing.plugin import unit_parts
 from windows.adapters.schedule_store import InMemoryScheduleStore
 from windows.app import create_app
 from windows.config import WindowsSettings
@@ -63,20 +62,7 @@ class Harness:
 @pytest.fixture
 async def harness(fake_redis: Any) -> AsyncIterator[Harness]:
     settings = WindowsSettings()
-    parts = ServiceParts(
-        settings=settings,
-        clock=make_clock(settings),
-        redis=fake_redis,
-        broker=make_broker(settings),
-    )
-    dead_letters: list[KafkaMessage] = []
-
-    async def collect(message: KafkaMessage) -> None:
-        dead_letters.append(message)
-
-    # A raw-message handler like stallkit's; registered before the app wraps the subscribers.
-    mark_faststream_decorated(collect)
-    parts.broker.subscriber(settings.topic(DEAD_LETTER.name))(collect)
+    parts, dead_letters = unit_parts(settings, fake_redis)
     app = create_app(settings, parts=parts, store=InMemoryScheduleStore(), configure_logs=False)
 
     async with TestKafkaBroker(parts.broker) as broker:

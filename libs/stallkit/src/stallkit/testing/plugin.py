@@ -18,10 +18,16 @@ import httpx
 import pytest
 import uvicorn
 from aiokafka import AIOKafkaConsumer
+from faststream.kafka import KafkaMessage
+from faststream_fastapi._internal.get_dependant import mark_faststream_decorated
 from redis.asyncio import Redis
 
 import contracts  # noqa: F401 - claim the name before importlib-mode test collection does
+from contracts.topics import DEAD_LETTER
 from stallkit import procs
+from stallkit.messaging import make_broker
+from stallkit.service import ServiceParts, make_clock
+from stallkit.settings import CommonSettings
 
 
 @dataclass(frozen=True)
@@ -221,6 +227,25 @@ def eventually() -> Callable[..., Awaitable[Any]]:
             await asyncio.sleep(0.1)
 
     return wait
+
+
+def unit_parts(settings: CommonSettings, redis: Any) -> tuple[ServiceParts, list[KafkaMessage]]:
+    """Service parts for a unit test (wrap ``parts.broker`` in FastStream's ``TestKafkaBroker``).
+
+    Uses the given stand-in Redis, and collects what the service dead-letters into the
+    returned list; call before the app is built, which wraps the subscribers.
+    """
+    parts = ServiceParts(
+        settings=settings, clock=make_clock(settings), redis=redis, broker=make_broker(settings)
+    )
+    dead_letters: list[KafkaMessage] = []
+
+    async def collect(message: KafkaMessage) -> None:
+        dead_letters.append(message)
+
+    mark_faststream_decorated(collect)  # a raw-message handler, like stallkit's subscribers
+    parts.broker.subscriber(settings.topic(DEAD_LETTER.name))(collect)
+    return parts, dead_letters
 
 
 REPO_ROOT = Path(__file__).resolve().parents[5]
