@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -183,9 +182,6 @@ def build_service(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for start in background:
             stoppers.append(await start())
-        # What exists after start-up lives as long as the process: keep it out of the
-        # collector's way so full collections stay short under load.
-        gc.freeze()
         started.set()
         try:
             yield
