@@ -57,7 +57,7 @@ test: install ## the whole test suite
 lint: install ## format check, lint, strict type check
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen ruff check .
-	$(UV) run --frozen mypy contracts/src libs/stallkit/src services/*/src
+	$(UV) run --frozen mypy contracts/src libs/*/src services/*/src
 
 fmt: install ## format and autofix
 	$(UV) run --frozen ruff format .
@@ -68,7 +68,7 @@ bench: install ## allocation benchmark (booking path beside a bare endpoint, dri
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends wrk; \
 	  else echo "wrk is missing. Run: sudo apt-get install -y wrk"; exit 1; fi; }
-	$(UV) run --frozen python -m allocation.bench
+	$(UV) run --frozen python -m stalltest.bench_allocation
 
 asyncapi: install ## regenerate contracts/asyncapi.json
 	$(UV) run --frozen python -m contracts.asyncapi

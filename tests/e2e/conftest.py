@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from stallkit import procs
+from stallctl import procs
+from stallctl.runtime import INFRA, SERVICES, pid_alive, tail
 from stallkit.auth import Role, mint_token
-from stallkit.runtime import INFRA, SERVICES, pid_alive, tail
 from stallkit.settings import DEV_JWT_SECRET
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -59,10 +59,10 @@ class Runner:
         return f"http://127.0.0.1:{self.ports[service]}"
 
     def start(self, *extra: str) -> None:
-        """Launch ``python -m stallkit.cli up`` with this runner's ports and data folder."""
+        """Launch ``python -m stallctl.cli up`` with this runner's ports and data folder."""
         env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
         env["PYTHONUNBUFFERED"] = "1"
-        args = [sys.executable, "-m", "stallkit.cli", "up", "--data-dir", str(self.data_dir)]
+        args = [sys.executable, "-m", "stallctl.cli", "up", "--data-dir", str(self.data_dir)]
         for name, port in self.ports.items():
             args += [f"--{name}-port", str(port)]
         args += ["--ready-timeout", "150", *extra]

@@ -1,5 +1,5 @@
-"""Allocation fixtures (defined in :mod:`allocation.testing`)."""
+"""Allocation fixtures (defined in :mod:`stalltest.allocation`)."""
 
-from allocation.testing import make_settings, svc
+from stalltest.allocation import make_settings, svc
 
 __all__ = ["make_settings", "svc"]

@@ -1,4 +1,4 @@
-"""Fixtures of the reporting tests: settings and a publisher (shared ones: stallkit.testing)."""
+"""Fixtures of the reporting tests: settings and a publisher (shared ones: stalltest)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from faststream.kafka import KafkaBroker
 
 from reporting.config import ReportingSettings
 from stallkit.messaging import ensure_topics, make_broker
-from stallkit.testing.plugin import Isolation
+from stalltest.plugin import Isolation
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Fixtures of the windows tests: settings and a publisher (shared ones: stallkit.testing)."""
+"""Fixtures of the windows tests: settings and a publisher (shared ones: stalltest)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from faststream.kafka import KafkaBroker
 
 from stallkit.messaging import ensure_topics, make_broker
-from stallkit.testing.plugin import Isolation
+from stalltest.plugin import Isolation
 from windows.config import WindowsSettings
 
 

@@ -13,10 +13,10 @@ from redis.asyncio import Redis
 from contracts.envelope import Envelope
 from contracts.events import StallReleased
 from contracts.topics import BOOKINGS
-from stallkit import procs
+from stallctl import procs
 from stallkit.outbox import OutboxRelay, outbox_fields
 from stallkit.settings import CommonSettings
-from stallkit.testing.plugin import Isolation, TopicReader
+from stalltest.plugin import Isolation, TopicReader
 
 pytestmark = pytest.mark.integration
 

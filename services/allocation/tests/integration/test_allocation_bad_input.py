@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from allocation.testing import (
+from stallkit.auth import Role, mint_token
+from stalltest.allocation import (
     MONDAY,
     RunningAllocation,
     local,
@@ -24,8 +25,7 @@ from allocation.testing import (
     settings_for,
     small_catalogue,
 )
-from stallkit.auth import Role, mint_token
-from stallkit.testing.plugin import Infra, Isolation
+from stalltest.plugin import Infra, Isolation
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from allocation.testing import MONDAY, RunningAllocation
+from stalltest.allocation import MONDAY, RunningAllocation
 
 pytestmark = pytest.mark.integration
 

@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from allocation.domain import stall_codes
 from allocation.domain.model import PriorityGroup
-from allocation.testing import MONDAY, TUESDAY, RunningAllocation, local, set_now
 from stallkit.auth import Role
+from stalltest.allocation import MONDAY, TUESDAY, RunningAllocation, local, set_now
 
 pytestmark = pytest.mark.integration
 

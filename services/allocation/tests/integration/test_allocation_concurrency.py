@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from allocation.domain.model import ACTIVE_STATES, PriorityGroup
-from allocation.testing import MONDAY, RunningAllocation
+from stalltest.allocation import MONDAY, RunningAllocation
 
 pytestmark = pytest.mark.integration
 

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from allocation.domain.model import PriorityGroup
-from allocation.testing import MONDAY, RunningAllocation, local, serve, set_now, small_catalogue
 from contracts.events import CheckInDeadlinePassed
 from contracts.topics import BOOKINGS, DEAD_LETTER, WINDOWS
-from stallkit import procs
+from stallctl import procs
 from stallkit.messaging import make_broker, publish_event
-from stallkit.testing.plugin import Isolation, TopicReader
+from stalltest.allocation import MONDAY, RunningAllocation, local, serve, set_now, small_catalogue
+from stalltest.plugin import Isolation, TopicReader
 
 pytestmark = pytest.mark.integration
 

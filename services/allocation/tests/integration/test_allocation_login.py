@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from allocation.testing import RunningAllocation
+from stalltest.allocation import RunningAllocation
 
 pytestmark = pytest.mark.integration
 

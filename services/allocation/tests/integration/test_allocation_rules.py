@@ -18,7 +18,9 @@ import pytest
 
 from allocation.config import AllocationSettings
 from allocation.domain.model import PriorityGroup
-from allocation.testing import (
+from contracts.catalogue import Category
+from stallkit.auth import Role
+from stalltest.allocation import (
     MONDAY,
     TUESDAY,
     RunningAllocation,
@@ -27,8 +29,6 @@ from allocation.testing import (
     set_now,
     small_catalogue,
 )
-from contracts.catalogue import Category
-from stallkit.auth import Role
 
 pytestmark = pytest.mark.integration
 

@@ -27,7 +27,7 @@ from inspection.config import InspectionSettings
 from inspection.domain.expected import StallFacts
 from stallkit.auth import Role, mint_token
 from stallkit.messaging import publish_event
-from stallkit.testing.plugin import unit_parts
+from stalltest.plugin import unit_parts
 
 pytestmark = pytest.mark.unit
 

@@ -26,7 +26,7 @@ from reporting.adapters.stats_store import InMemoryStatsStore
 from reporting.app import create_app
 from reporting.config import ReportingSettings
 from stallkit.messaging import publish_event
-from stallkit.testing.plugin import unit_parts
+from stalltest.plugin import unit_parts
 
 pytestmark = pytest.mark.unit
 

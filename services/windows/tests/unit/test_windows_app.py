@@ -16,7 +16,7 @@ from contracts.catalogue import Category, District, Location, Market, MarketWind
 from contracts.events import MarketChanged, ScheduleChanged
 from contracts.topics import CATALOGUE, DLQ_REASON_HEADER
 from stallkit.messaging import publish_event
-from stallkit.testing.plugin import unit_parts
+from stalltest.plugin import unit_parts
 from windows.adapters.schedule_store import InMemoryScheduleStore
 from windows.app import create_app
 from windows.config import WindowsSettings

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from stallkit import procs
+from stallctl import procs
 from stallkit.auth import Role, mint_token
 from stallkit.clock import Clock
 from stallkit.settings import CommonSettings
@@ -104,7 +104,7 @@ def up(
     ] = None,
 ) -> None:
     """Start the embedded system (broker, redis-server, four services) until Ctrl-C."""
-    from stallkit.runtime import SERVICES, EmbeddedSystem, Ports, default_data_dir
+    from stallctl.runtime import SERVICES, EmbeddedSystem, Ports, default_data_dir
 
     ports = (Ports.from_base(base_port) if base_port else Ports()).with_overrides(
         broker=broker_port,
@@ -190,7 +190,7 @@ def seed(
     timeout: Annotated[float, typer.Option(help="Seconds to keep retrying.")] = 30.0,
 ) -> None:
     """Load the seed catalogue into a running allocation service."""
-    from stallkit.runtime import StartupError, admin_token, seed_catalogue
+    from stallctl.runtime import StartupError, admin_token, seed_catalogue
 
     settings = _settings()
     token_ = admin_token(settings.jwt_secret, _clock(settings).now())

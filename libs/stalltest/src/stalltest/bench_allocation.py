@@ -31,7 +31,7 @@ from allocation.adapters.vendor_store import VendorStore
 from allocation.domain.model import PriorityGroup, Vendor
 from contracts.catalogue import Category
 from contracts.seed import load_catalogue
-from stallkit import procs
+from stallctl import procs
 from stallkit.auth import Role, mint_token
 from stallkit.clock import MARKET_TZ
 from stallkit.settings import DEV_JWT_SECRET
@@ -219,7 +219,13 @@ async def run(seconds: int, concurrency: int) -> tuple[Result, Result]:
         )
         children.append(
             procs.spawn(
-                [*uvicorn, "--factory", "allocation.bench:bare_app", "--port", str(bare_port)],
+                [
+                    *uvicorn,
+                    "--factory",
+                    "stalltest.bench_allocation:bare_app",
+                    "--port",
+                    str(bare_port),
+                ],
                 env=env,
                 log_path=work / "bare.log",
             )

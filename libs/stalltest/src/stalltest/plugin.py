@@ -11,7 +11,6 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,7 +23,7 @@ from redis.asyncio import Redis
 
 import contracts  # noqa: F401 - claim the name before importlib-mode test collection does
 from contracts.topics import DEAD_LETTER
-from stallkit import procs
+from stallctl import procs
 from stallkit.messaging import make_broker
 from stallkit.service import ServiceParts, make_clock
 from stallkit.settings import CommonSettings
@@ -246,6 +245,3 @@ def unit_parts(settings: CommonSettings, redis: Any) -> tuple[ServiceParts, list
     mark_faststream_decorated(collect)  # a raw-message handler, like stallkit's subscribers
     parts.broker.subscriber(settings.topic(DEAD_LETTER.name))(collect)
     return parts, dead_letters
-
-
-REPO_ROOT = Path(__file__).resolve().parents[5]

@@ -21,10 +21,10 @@ from allocation.bootstrap import Allocation
 from allocation.config import AllocationSettings
 from allocation.domain.model import PriorityGroup, Vendor
 from contracts.catalogue import Catalogue, Category, District, Location, Market, MarketWindow, Stall
-from stallkit import procs
+from stallctl import procs
 from stallkit.auth import Role, mint_token
 from stallkit.clock import MARKET_TZ, Clock
-from stallkit.testing.plugin import Isolation
+from stalltest.plugin import Isolation
 
 _HASH = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1).hash("password123")
 _counter = itertools.count(1)

@@ -28,7 +28,7 @@ from typing import IO, Any
 
 import httpx
 
-from stallkit import procs
+from stallctl import procs
 from stallkit.auth import Role, mint_token
 from stallkit.clock import Clock
 from stallkit.settings import DEV_JWT_SECRET

@@ -1,0 +1,1 @@
+"""stallctl: the operators' CLI and the embedded runtime (broker, redis-server, services)."""

@@ -1,0 +1,1 @@
+"""Test support: pytest fixtures for a real broker and Redis, service harnesses, benchmarks."""
