@@ -12,11 +12,10 @@ from faststream_fastapi import FastStreamAPI
 
 from allocation.bootstrap import bootstrap
 from allocation.config import AllocationSettings
-from allocation.domain.errors import MESSAGES
 from allocation.entrypoints import http_admin, http_bookings, http_catalogue, http_vendors
+from allocation.entrypoints.problems import install_problems
 from allocation.entrypoints.subscribers import register_subscribers
 from stallkit.outbox import OutboxRelay
-from stallkit.problems import register_messages
 from stallkit.service import ServiceParts, build_service, lazy_app
 
 CATALOGUE_REFRESH_SECONDS = 2.0
@@ -25,7 +24,6 @@ CATALOGUE_REFRESH_SECONDS = 2.0
 def create_app(settings: AllocationSettings | None = None) -> FastStreamAPI:
     """Compose the allocation service."""
     settings = settings or AllocationSettings()
-    register_messages(MESSAGES)
     parts = ServiceParts.from_settings(settings)
     allocation = bootstrap(settings, parts.clock, parts.redis)
     register_subscribers(parts.broker, parts.redis, allocation)
@@ -72,6 +70,7 @@ def create_app(settings: AllocationSettings | None = None) -> FastStreamAPI:
         ],
         background=[start_relay, keep_catalogue_fresh],
     )
+    install_problems(app._application)
     app._application.state.allocation = allocation
     return app
 

@@ -1,78 +1,69 @@
-"""Allocation's error codes with their zh-CN / en messages."""
+"""Allocation's domain errors: a stable code, a detail and extra fields; no HTTP here.
+
+The code -> HTTP status map and the zh-CN / en messages live at the edge
+(:mod:`allocation.entrypoints.problems`); a new code is added to :data:`CODES` here and given a
+message (and a status, if not 409) there.
+"""
 
 from __future__ import annotations
 
-from stallkit.problems import ProblemError
-
-MESSAGES: dict[str, tuple[str, str]] = {
-    "stall_taken": ("该摊位此时段已被预订", "This stall is already booked for the window"),
-    "overlapping_booking": ("您在该时间段已有其他预订", "You already hold a booking at that time"),
-    "weekly_cap_reached": ("已达到本周预订上限", "Weekly booking limit reached"),
-    "category_not_permitted": (
-        "您没有该摊位类别的经营许可",
-        "You hold no permit for this category",
-    ),
-    "health_certificate_required": (
-        "熟食摊位需要在该日期有效的健康证",
-        "Cooked food needs a health certificate valid on that date",
-    ),
-    "outside_booking_horizon": ("不在可预订时间范围内", "Outside the booking horizon"),
-    "held_for_priority": (
-        "剩余摊位为优先群体保留",
-        "The remaining stalls are held for priority groups",
-    ),
-    "vendor_suspended": ("因多次未到场，暂停预订资格", "Booking suspended after repeated no-shows"),
-    "market_suspended": ("该市场在此日期暂停开放", "The market is suspended on that date"),
-    "window_not_found": ("该市场此日期没有这个时段", "The market has no such window on that date"),
-    "stall_not_found": ("找不到该摊位", "Stall not found"),
-    "stall_unavailable": ("该摊位暂停使用", "This stall is out of service"),
-    "market_not_found": ("找不到该市场", "Market not found"),
-    "booking_not_found": ("找不到该预订", "Booking not found"),
-    "vendor_not_found": ("找不到该摊贩", "Vendor not found"),
-    "idempotency_key_reused": (
-        "该幂等键已用于不同的请求",
-        "This Idempotency-Key was used for a different request",
-    ),
-    "idempotency_key_required": ("缺少 Idempotency-Key 请求头", "Idempotency-Key header required"),
-    "illegal_transition": ("预订当前状态不允许该操作", "The booking's state does not allow this"),
-    "check_in_closed": ("不在签到时间内", "Outside the check-in window"),
-    "stall_code_invalid": ("摊位码无效或被伪造", "The stall code is invalid or forged"),
-    "stall_code_revoked": ("摊位码已作废", "The stall code was revoked"),
-    "wrong_stall": ("摊位码与预订的摊位不符", "The code is not of the booked stall"),
-    "phone_taken": ("该手机号已注册", "This phone number is already registered"),
-    "invalid_credentials": ("手机号或密码错误", "Wrong phone number or password"),
-    "too_many_attempts": (
-        "密码错误次数过多，请稍后再试",
-        "Too many wrong passwords; try again later",
-    ),
-    "window_passed": ("该时段已结束", "The window is over"),
-    "suspension_too_long": ("暂停时间过长", "Suspension range too long"),
-    "catalogue_conflict": ("目录数据冲突", "Catalogue conflict"),
-}
+#: Every code the allocation domain and service layer refuse a request with. Clients depend on
+#: them: never rename one.
+CODES: frozenset[str] = frozenset(
+    {
+        "stall_taken",
+        "overlapping_booking",
+        "weekly_cap_reached",
+        "category_not_permitted",
+        "health_certificate_required",
+        "outside_booking_horizon",
+        "held_for_priority",
+        "vendor_suspended",
+        "market_suspended",
+        "window_not_found",
+        "stall_not_found",
+        "stall_unavailable",
+        "market_not_found",
+        "booking_not_found",
+        "vendor_not_found",
+        "idempotency_key_reused",
+        "idempotency_key_required",
+        "illegal_transition",
+        "check_in_closed",
+        "stall_code_invalid",
+        "stall_code_revoked",
+        "wrong_stall",
+        "phone_taken",
+        "invalid_credentials",
+        "too_many_attempts",
+        "window_passed",
+        "suspension_too_long",
+        "catalogue_conflict",
+    }
+)
 
 
-def rejected(code: str, detail: str | None = None, **extra: object) -> ProblemError:
-    """The problem for a rejected request, with the HTTP status its code implies."""
-    return ProblemError(code, STATUS.get(code, 409), detail, **extra)
+class Rejected(Exception):
+    """The domain refuses a request: a stable ``code``, an optional detail, extra fields."""
+
+    def __init__(self, code: str, detail: str | None = None, **extra: object):
+        super().__init__(detail or code)
+        self.code = code
+        self.detail = detail
+        self.extra = extra
 
 
-STATUS: dict[str, int] = {
-    "stall_not_found": 404,
-    "market_not_found": 404,
-    "booking_not_found": 404,
-    "vendor_not_found": 404,
-    "window_not_found": 404,
-    "category_not_permitted": 403,
-    "health_certificate_required": 403,
-    "vendor_suspended": 403,
-    "outside_booking_horizon": 422,
-    "idempotency_key_reused": 422,
-    "idempotency_key_required": 400,
-    "check_in_closed": 409,
-    "stall_code_invalid": 422,
-    "stall_code_revoked": 422,
-    "wrong_stall": 422,
-    "invalid_credentials": 401,
-    "too_many_attempts": 429,
-    "suspension_too_long": 422,
-}
+class BookingRejected(Rejected):
+    """A booking decision or a booking transition refused (the rules said no)."""
+
+
+class IllegalTransition(BookingRejected):
+    """The booking's state does not allow the action (not in the transition table)."""
+
+    def __init__(self, detail: str | None = None, **extra: object):
+        super().__init__("illegal_transition", detail, **extra)
+
+
+def rejected(code: str, detail: str | None = None, **extra: object) -> Rejected:
+    """The domain error for ``code`` (``raise rejected(...)``, as callers did before)."""
+    return Rejected(code, detail, **extra)

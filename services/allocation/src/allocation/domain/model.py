@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 
+from allocation.domain.errors import IllegalTransition
 from contracts.catalogue import Category
-from stallkit.problems import ProblemError
 
 
 class PriorityGroup(StrEnum):
@@ -61,9 +61,7 @@ def next_state(state: BookingState, action: BookingAction) -> BookingState:
     try:
         return TRANSITIONS[(state, action)]
     except KeyError:
-        raise ProblemError(
-            "illegal_transition", 409, f"cannot {action.value} a booking that is {state.value}"
-        ) from None
+        raise IllegalTransition(f"cannot {action.value} a booking that is {state.value}") from None
 
 
 @dataclass(frozen=True)

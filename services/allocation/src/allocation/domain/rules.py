@@ -6,9 +6,9 @@ import math
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from allocation.domain.errors import Rejected
 from contracts.catalogue import Market, MarketWindow
 from stallkit.clock import local_datetime
-from stallkit.problems import ProblemError
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,7 @@ def occurrence(market: Market, window_id: str, day: date) -> WindowOccurrence:
     """The window's occurrence on ``day``, or ``window_not_found``."""
     window = market.window(window_id)
     if window is None or day.isoweekday() not in window.days:
-        raise ProblemError(
-            "window_not_found", 404, f"{market.id} has no window {window_id!r} on {day}"
-        )
+        raise Rejected("window_not_found", f"{market.id} has no window {window_id!r} on {day}")
     return WindowOccurrence(
         market_id=market.id,
         window=window,

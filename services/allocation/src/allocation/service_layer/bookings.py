@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -15,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from allocation.adapters.catalogue_store import CatalogueStore, window_signature
 from allocation.adapters.ledger import Decision, Ledger, OutboxEvent
 from allocation.domain import stall_codes
-from allocation.domain.errors import rejected
+from allocation.domain.errors import IllegalTransition, rejected
 from allocation.domain.model import (
     ACTIVE_STATES,
     TRANSITIONS,
@@ -44,7 +45,6 @@ from contracts.events import (
     StallReleased,
 )
 from stallkit.clock import Clock
-from stallkit.problems import ProblemError
 
 
 @dataclass(frozen=True)
@@ -344,7 +344,7 @@ class BookingService:
             event = OutboxEvent(
                 no_show.topic, no_show.market_id, envelope.id, envelope.type, json.dumps(body)
             )
-            try:
+            with contextlib.suppress(IllegalTransition):  # checked in or cancelled meanwhile
                 marked.append(
                     await self._apply(
                         booking,
@@ -356,9 +356,6 @@ class BookingService:
                         no_show=True,
                     )
                 )
-            except ProblemError as exc:  # checked in or cancelled meanwhile: nothing to mark
-                if exc.code != "illegal_transition":
-                    raise
         return marked
 
     async def suspend_bookings(self, market: Market, days: list[date], reason: str) -> int:
@@ -388,7 +385,6 @@ class BookingService:
                             now=now,
                         )
                         count += 1
-                    except ProblemError as exc:  # changed meanwhile
-                        if exc.code != "illegal_transition":
-                            raise
+                    except IllegalTransition:  # changed meanwhile
+                        pass
         return count
