@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from stallkit.auth import TokenVerifier
 from stallkit.clock import Clock
 from stallkit.logs import configure_logging
-from stallkit.messaging import make_broker, start_broker_when_reachable
+from stallkit.messaging import consumer_health, make_broker, start_broker_when_reachable
 from stallkit.problems import install_problem_handlers, problem_response
 from stallkit.settings import CommonSettings
 
@@ -36,6 +36,11 @@ MAX_BODY_BYTES = 256 * 1024
 
 #: Something to start with the service and stop with it (relays, timers).
 Background = Callable[[], Awaitable[Callable[[], Awaitable[None]]]]
+
+S = TypeVar("S", bound=CommonSettings)
+T = TypeVar("T")
+S_contra = TypeVar("S_contra", bound=CommonSettings, contravariant=True)
+T_contra = TypeVar("T_contra", contravariant=True)
 
 
 @dataclass
@@ -141,15 +146,19 @@ def _ops_router(parts: ServiceParts, started: asyncio.Event) -> APIRouter:
 
     @router.get("/readyz", response_model=None)
     async def readyz(request: Request) -> JSONResponse:
-        """Readiness: Redis and the Kafka broker both answer."""
+        """Readiness: Redis and the Kafka broker answer; no consumer waits out a failure."""
         checks: dict[str, bool] = {"redis": False, "kafka": False, "started": started.is_set()}
         with contextlib.suppress(Exception):
             checks["redis"] = bool(await asyncio.wait_for(parts.redis.ping(), 1.0))
         with contextlib.suppress(Exception):
             checks["kafka"] = bool(await parts.broker.ping(timeout=1.0))
+        stuck = consumer_health(parts.broker).stuck()
+        checks["consumers"] = not stuck
         if all(checks.values()):
             return JSONResponse({"status": "ready", "checks": checks})
-        return problem_response(request, "service_unavailable", 503, checks=checks)
+        return problem_response(
+            request, "service_unavailable", 503, checks=checks, stuck_consumers=stuck
+        )
 
     @router.get("/metrics")
     async def metrics() -> Response:
@@ -239,3 +248,55 @@ def lazy_app(factory: Callable[[], Any], namespace: dict[str, Any]) -> Callable[
         raise AttributeError(f"module {namespace.get('__name__')!r} has no attribute {name!r}")
 
     return __getattr__
+
+
+class AppFactory(Protocol[S_contra, T_contra]):
+    """A service's ``create_app``: settings and, for tests, other parts or another store."""
+
+    def __call__(
+        self,
+        settings: S_contra | None = None,
+        *,
+        parts: ServiceParts | None = None,
+        store: T_contra | None = None,
+        configure_logs: bool = True,
+    ) -> FastStreamAPI: ...
+
+
+def app_factory(
+    settings_class: Callable[[], S],
+    *,
+    title: str,
+    description: str,
+    default_store: Callable[[ServiceParts, S], T],
+    wire: Callable[[ServiceParts, S, T], Sequence[APIRouter]],
+) -> AppFactory[S, T]:
+    """The ``create_app`` of a service whose state is one store, fed by its subscribers.
+
+    ``wire`` registers the subscribers on ``parts.broker`` and returns the HTTP routers;
+    settings default to ``settings_class()`` (the environment), parts to the real adapters and
+    the store to ``default_store(parts, settings)``.
+    """
+
+    def create_app(
+        settings: S | None = None,
+        *,
+        parts: ServiceParts | None = None,
+        store: T | None = None,
+        configure_logs: bool = True,
+    ) -> FastStreamAPI:
+        settings = settings or settings_class()
+        if parts is None:
+            parts = ServiceParts.from_settings(settings)
+        if store is None:
+            store = default_store(parts, settings)
+        return build_service(
+            parts,
+            title=title,
+            description=description,
+            routers=wire(parts, settings, store),
+            configure_logs=configure_logs,
+        )
+
+    create_app.__doc__ = f"Build the {title}; ``parts`` and ``store`` default to the real ones."
+    return create_app

@@ -11,20 +11,20 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import pytest
 import uvicorn
 from aiokafka import AIOKafkaConsumer
-from faststream.kafka import KafkaMessage
+from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream_fastapi._internal.get_dependant import mark_faststream_decorated
 from redis.asyncio import Redis
 
 import contracts  # noqa: F401 - claim the name before importlib-mode test collection does
 from contracts.topics import DEAD_LETTER
 from stallctl import procs
-from stallkit.messaging import make_broker
+from stallkit.messaging import ensure_topics, make_broker
 from stallkit.service import ServiceParts, make_clock
 from stallkit.settings import CommonSettings
 
@@ -85,6 +85,44 @@ def isolation(infra: Infra) -> Isolation:
     """Fresh topic and Redis key prefixes for one test."""
     tag = uuid.uuid4().hex[:10]
     return Isolation(infra=infra, topic_prefix=f"t{tag}.", redis_prefix=f"t{tag}:")
+
+
+S = TypeVar("S", bound=CommonSettings)
+
+
+def _isolated(settings_class: type[S], isolation: Isolation, **overrides: Any) -> S:
+    fields: dict[str, Any] = {k.lower(): v for k, v in isolation.env().items()}
+    return settings_class(**fields, **overrides)
+
+
+class SettingsFactory(Protocol):
+    """The ``service_settings`` fixture: ``await service_settings(WindowsSettings)``."""
+
+    def __call__(self, settings_class: type[S]) -> Awaitable[S]: ...
+
+
+@pytest.fixture
+def service_settings(isolation: Isolation) -> SettingsFactory:
+    """Settings of a service under test: this session's broker and Redis, this test's prefixes.
+
+    The contract topics exist (under the test's prefix) once the settings are returned.
+    """
+
+    async def make(settings_class: type[S]) -> S:
+        settings = _isolated(settings_class, isolation)
+        await ensure_topics(settings.kafka_bootstrap_servers, settings.topic_prefix)
+        return settings
+
+    return make
+
+
+@pytest.fixture
+async def publisher(isolation: Isolation) -> AsyncIterator[KafkaBroker]:
+    """A started test-side broker (client ``allocation``) to publish what a service consumes."""
+    broker = make_broker(_isolated(CommonSettings, isolation, service_name="allocation"))
+    await broker.start()
+    yield broker
+    await broker.stop()
 
 
 @pytest.fixture

@@ -6,38 +6,33 @@
 
 from __future__ import annotations
 
-from faststream_fastapi import FastStreamAPI
+from collections.abc import Sequence
+
+from fastapi import APIRouter
 
 from inspection.adapters.expectation_store import ExpectationStore, RedisExpectationStore
 from inspection.config import InspectionSettings
 from inspection.entrypoints.http import expectation_router
 from inspection.entrypoints.subscribers import ExpectationProjector, subscribe_projection
-from stallkit.service import ServiceParts, build_service, lazy_app
+from stallkit.service import ServiceParts, app_factory, lazy_app
 
 
-def create_app(
-    settings: InspectionSettings | None = None,
-    *,
-    parts: ServiceParts | None = None,
-    store: ExpectationStore | None = None,
-    configure_logs: bool = True,
-) -> FastStreamAPI:
-    """Build the inspection service; ``parts`` and ``store`` default to the real adapters."""
-    settings = settings or InspectionSettings()
-    if parts is None:
-        parts = ServiceParts.from_settings(settings)
-    if store is None:
-        store = RedisExpectationStore(
-            parts.redis, settings, parts.clock, settings.expected_retention_days
-        )
+def _wire(
+    parts: ServiceParts, settings: InspectionSettings, store: ExpectationStore
+) -> Sequence[APIRouter]:
+    """Catalogue and booking events build the expectations; the routes read them."""
     subscribe_projection(parts.broker, settings, parts.redis, ExpectationProjector(store))
-    return build_service(
-        parts,
-        title="Inspection service",
-        description="Patrol inspection: who should be where, scans, warnings and cases.",
-        routers=[expectation_router(store, parts.clock)],
-        configure_logs=configure_logs,
-    )
+    return [expectation_router(store, parts.clock)]
 
+
+create_app = app_factory(
+    InspectionSettings,
+    title="Inspection service",
+    description="Patrol inspection: who should be where, scans, warnings and cases.",
+    default_store=lambda parts, settings: RedisExpectationStore(
+        parts.redis, settings, parts.clock, settings.expected_retention_days
+    ),
+    wire=_wire,
+)
 
 __getattr__ = lazy_app(create_app, globals())

@@ -6,35 +6,31 @@
 
 from __future__ import annotations
 
-from faststream_fastapi import FastStreamAPI
+from collections.abc import Sequence
+
+from fastapi import APIRouter
 
 from reporting.adapters.stats_store import RedisStatsStore, StatsStore
 from reporting.config import ReportingSettings
 from reporting.entrypoints.http import stats_router
 from reporting.entrypoints.subscribers import EventCounter, subscribe_everything
-from stallkit.service import ServiceParts, build_service, lazy_app
+from stallkit.service import ServiceParts, app_factory, lazy_app
 
 
-def create_app(
-    settings: ReportingSettings | None = None,
-    *,
-    parts: ServiceParts | None = None,
-    store: StatsStore | None = None,
-    configure_logs: bool = True,
-) -> FastStreamAPI:
-    """Build the reporting service; ``parts`` and ``store`` default to the real adapters."""
-    settings = settings or ReportingSettings()
-    if parts is None:
-        parts = ServiceParts.from_settings(settings)
-    store = store or RedisStatsStore(parts.redis, settings)
+def _wire(
+    parts: ServiceParts, settings: ReportingSettings, store: StatsStore
+) -> Sequence[APIRouter]:
+    """Every topic's events are counted; the stats route reads the counts."""
     subscribe_everything(parts.broker, settings, parts.redis, EventCounter(store))
-    return build_service(
-        parts,
-        title="Reporting service",
-        description="Aggregates of every event, district feeds and reports.",
-        routers=[stats_router(store)],
-        configure_logs=configure_logs,
-    )
+    return [stats_router(store)]
 
+
+create_app = app_factory(
+    ReportingSettings,
+    title="Reporting service",
+    description="Aggregates of every event, district feeds and reports.",
+    default_store=lambda parts, settings: RedisStatsStore(parts.redis, settings),
+    wire=_wire,
+)
 
 __getattr__ = lazy_app(create_app, globals())

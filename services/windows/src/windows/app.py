@@ -6,35 +6,31 @@
 
 from __future__ import annotations
 
-from faststream_fastapi import FastStreamAPI
+from collections.abc import Sequence
 
-from stallkit.service import ServiceParts, build_service, lazy_app
+from fastapi import APIRouter
+
+from stallkit.service import ServiceParts, app_factory, lazy_app
 from windows.adapters.schedule_store import RedisScheduleStore, ScheduleStore
 from windows.config import WindowsSettings
 from windows.entrypoints.http import schedule_router
 from windows.entrypoints.subscribers import ScheduleProjector, subscribe_catalogue
 
 
-def create_app(
-    settings: WindowsSettings | None = None,
-    *,
-    parts: ServiceParts | None = None,
-    store: ScheduleStore | None = None,
-    configure_logs: bool = True,
-) -> FastStreamAPI:
-    """Build the windows service; ``parts`` and ``store`` default to the real adapters."""
-    settings = settings or WindowsSettings()
-    if parts is None:
-        parts = ServiceParts.from_settings(settings)
-    store = store or RedisScheduleStore(parts.redis, settings)
+def _wire(
+    parts: ServiceParts, settings: WindowsSettings, store: ScheduleStore
+) -> Sequence[APIRouter]:
+    """Catalogue events build the schedules; the schedule routes read them."""
     subscribe_catalogue(parts.broker, settings, parts.redis, ScheduleProjector(store))
-    return build_service(
-        parts,
-        title="Windows service",
-        description="The market-window timeline: schedules from the catalogue, window events.",
-        routers=[schedule_router(store)],
-        configure_logs=configure_logs,
-    )
+    return [schedule_router(store)]
 
+
+create_app = app_factory(
+    WindowsSettings,
+    title="Windows service",
+    description="The market-window timeline: schedules from the catalogue, window events.",
+    default_store=lambda parts, settings: RedisScheduleStore(parts.redis, settings),
+    wire=_wire,
+)
 
 __getattr__ = lazy_app(create_app, globals())
