@@ -9,6 +9,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from contracts.text import PlainText, PlainTextOrEmpty
+
 MARKET_ID_PATTERN = r"^[A-Z]{2}-\d{2}$"
 STALL_ID_PATTERN = r"^[A-Z]{2}-\d{2}-[A-Z]\d{3}$"
 WINDOW_ID_PATTERN = r"^[a-z][a-z0-9_]{1,31}$"
@@ -64,8 +66,10 @@ class MarketWindow(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     id: WindowId
-    name_zh: str = Field(max_length=40, description="Chinese label.", examples=["夜市"])
-    name_en: str = Field(max_length=40, description="English label.", examples=["Evening market"])
+    name_zh: PlainText = Field(max_length=40, description="Chinese label.", examples=["夜市"])
+    name_en: PlainText = Field(
+        max_length=40, description="English label.", examples=["Evening market"]
+    )
     days: list[Annotated[int, Field(ge=1, le=7)]] = Field(
         min_length=1,
         max_length=7,
@@ -101,9 +105,11 @@ class Market(BaseModel):
 
     id: MarketId
     district: District = Field(description="District that answers for the market.")
-    name_zh: str = Field(min_length=1, max_length=60, examples=["拱北夜市便民点"])
-    name_en: str = Field(min_length=1, max_length=80, examples=["Gongbei Night Market"])
-    address_zh: str = Field(default="", max_length=120, examples=["香洲区拱北迎宾南路"])
+    name_zh: PlainText = Field(min_length=1, max_length=60, examples=["拱北夜市便民点"])
+    name_en: PlainText = Field(min_length=1, max_length=80, examples=["Gongbei Night Market"])
+    address_zh: PlainTextOrEmpty = Field(
+        default="", max_length=120, examples=["香洲区拱北迎宾南路"]
+    )
     location: Location
     zones: list[Category] = Field(min_length=1, description="Category zones the market has.")
     windows: list[MarketWindow] = Field(min_length=1, description="Weekly schedule.")

@@ -82,6 +82,25 @@ class MarketSuspensionDeclared(CatalogueEvent):
     reason: str = Field(max_length=200, examples=["台风红色预警 Typhoon signal red"])
 
 
+class MarketSuspensionLifted(CatalogueEvent):
+    """An administrator lifted one suspension: its dates from ``reopened_from`` on reopen.
+
+    Dates another suspension of the market still covers stay suspended.
+    """
+
+    event_name: ClassVar[str] = "catalogue.suspension.lifted"
+
+    suspension_id: str = Field(description="The lifted suspension's id.", examples=["sp_1a2b3c"])
+    first_date: dt.date = Field(description="First date the suspension covered (inclusive).")
+    last_date: dt.date = Field(description="Last date the suspension covered (inclusive).")
+    reopened_from: dt.date = Field(
+        description=(
+            "First date reopened: the later of the lift's date and first_date (past dates stay "
+            "as they were); after last_date when nothing was left to reopen."
+        )
+    )
+
+
 class StallCodeIssued(CatalogueEvent):
     """A new stall code was issued; older codes of the stall stop verifying."""
 
@@ -246,15 +265,36 @@ class MarketSuspended(Event):
     first_date: dt.date = Field(description="First suspended date (inclusive).")
     last_date: dt.date = Field(description="Last suspended date (inclusive).")
     reason: str = Field(max_length=200, examples=["台风红色预警"])
+    suspension_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description=(
+            "Id of the suspension. Set it to the id of a catalogue.suspension.declared event "
+            "when re-announcing that suspension: consumers apply each id once, so an "
+            "announced suspension is not recorded twice. Without it the event id is the "
+            "suspension's id (added in v1, optional: older producers leave it out)."
+        ),
+        examples=["sp_1a2b3c"],
+    )
 
 
 class MarketResumed(Event):
-    """A suspended market is open again."""
+    """A suspended market is open again: one suspension, or (without an id) all of them."""
 
     topic: ClassVar[str] = "windows"
     event_name: ClassVar[str] = "market.resumed"
 
     district: District = Field(description="District of the market.")
+    suspension_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description=(
+            "The suspension lifted; its dates from the event's date on reopen, unless another "
+            "suspension covers them. Without it (older producers) every suspension of the "
+            "market is lifted from that date on (added in v1, optional)."
+        ),
+        examples=["sp_1a2b3c"],
+    )
 
 
 # --- inspection --------------------------------------------------------------------------------
@@ -393,6 +433,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     StallChanged,
     ScheduleChanged,
     MarketSuspensionDeclared,
+    MarketSuspensionLifted,
     StallCodeIssued,
     StallCodeRevoked,
     BookingCreated,
