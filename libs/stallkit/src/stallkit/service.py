@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from stallkit.auth import TokenVerifier
 from stallkit.clock import Clock
 from stallkit.logs import configure_logging
-from stallkit.messaging import consumer_health, make_broker, start_broker_when_reachable
+from stallkit.messaging import make_broker, start_broker_when_reachable
 from stallkit.problems import install_problem_handlers, problem_response
 from stallkit.settings import CommonSettings
 
@@ -146,19 +146,15 @@ def _ops_router(parts: ServiceParts, started: asyncio.Event) -> APIRouter:
 
     @router.get("/readyz", response_model=None)
     async def readyz(request: Request) -> JSONResponse:
-        """Readiness: Redis and the Kafka broker answer; no consumer waits out a failure."""
+        """Readiness: Redis and the Kafka broker both answer."""
         checks: dict[str, bool] = {"redis": False, "kafka": False, "started": started.is_set()}
         with contextlib.suppress(Exception):
             checks["redis"] = bool(await asyncio.wait_for(parts.redis.ping(), 1.0))
         with contextlib.suppress(Exception):
             checks["kafka"] = bool(await parts.broker.ping(timeout=1.0))
-        stuck = consumer_health(parts.broker).stuck()
-        checks["consumers"] = not stuck
         if all(checks.values()):
             return JSONResponse({"status": "ready", "checks": checks})
-        return problem_response(
-            request, "service_unavailable", 503, checks=checks, stuck_consumers=stuck
-        )
+        return problem_response(request, "service_unavailable", 503, checks=checks)
 
     @router.get("/metrics")
     async def metrics() -> Response:
