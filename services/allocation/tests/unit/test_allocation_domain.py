@@ -11,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
+from allocation.adapters.catalogue_store import window_signature
 from allocation.config import DEV_STALL_CODE_SEED_B64, AllocationSettings
 from allocation.domain import stall_codes
 from allocation.domain.errors import IllegalTransition, Rejected
@@ -27,8 +28,10 @@ from allocation.domain.rules import (
     booking_opens_at,
     cancellation_is_late,
     check_in_window,
-    health_certificate_valid,
     held_stall_count,
+    iso_week,
+    no_show_period_start,
+    no_show_suspension,
     occurrence,
     priority_hold_ends_at,
 )
@@ -75,13 +78,20 @@ def test_occurrence_of_a_daily_window() -> None:
     assert occ.starts_at == local(MONDAY, 17, 30)
     assert occ.ends_at == local(MONDAY, 22, 30)
     assert occ.iso_week == "2026-W50"
-    assert occ.signature() == f"{17 * 60 + 30}-{22 * 60 + 30}-1234567"
+
+
+def test_window_signature_names_the_times_and_days_the_decision_relied_on() -> None:
+    # The booking script refuses (stale) when the stored signature differs from this one.
+    assert window_signature(market(), "evening") == f"{17 * 60 + 30}-{22 * 60 + 30}-1234567"
+    assert window_signature(market(), "morning") == f"{6 * 60}-{10 * 60}-67"
+    assert window_signature(market(), "midnight") == ""
 
 
 def test_occurrence_iso_week_at_year_boundary() -> None:
     # 2027-01-01 is a Friday: it belongs to 2026's last ISO week.
     assert occurrence(market(), "evening", date(2027, 1, 1)).iso_week == "2026-W53"
     assert occurrence(market(), "evening", date(2027, 1, 4)).iso_week == "2027-W01"
+    assert iso_week(date(2027, 1, 3)) == "2026-W53"  # Sunday: still the old year's week
 
 
 def test_weekend_window_exists_on_saturday_only() -> None:
@@ -166,11 +176,21 @@ def test_check_in_window_for_a_late_same_day_booking() -> None:
     assert check_in_window(POLICY, starts, ends, local(MONDAY, 22, 20))[1] == ends
 
 
-def test_health_certificate_valid_through_its_expiry_date() -> None:
-    assert not health_certificate_valid(None, MONDAY)
-    assert not health_certificate_valid(MONDAY - timedelta(days=1), MONDAY)
-    assert health_certificate_valid(MONDAY, MONDAY)
-    assert health_certificate_valid(MONDAY + timedelta(days=1), MONDAY)
+def test_no_show_period_is_rolling() -> None:
+    now = local(MONDAY, 18, 0)
+    assert no_show_period_start(POLICY, now) == now - timedelta(days=30)
+    assert no_show_period_start(Policy(no_show_period_seconds=3600), now) == local(MONDAY, 17)
+
+
+def test_the_no_show_that_reaches_the_limit_suspends() -> None:
+    now = local(MONDAY, 18, 0)
+    assert no_show_suspension(POLICY, 1, now) is None
+    assert no_show_suspension(POLICY, 2, now) is None
+    assert no_show_suspension(POLICY, 3, now) == now + timedelta(days=7)
+    assert no_show_suspension(POLICY, 4, now) == now + timedelta(days=7)
+    assert no_show_suspension(Policy(no_show_limit=1), 1, now) == now + timedelta(days=7)
+    shorter = Policy(no_show_suspension_seconds=86400)
+    assert no_show_suspension(shorter, 3, now) == now + timedelta(days=1)
 
 
 def test_priority_groups() -> None:

@@ -3,7 +3,8 @@
 Every key allocation owns carries the ``{alloc}`` hash tag, so a Redis Cluster keeps them in one
 slot: the one-body-one-place rule needs one atomic decision across markets (a vendor's bookings
 in two markets), and allocation's data (1,489 stalls, their bookings, vendors) is small enough
-for one shard.
+for one shard. The Lua scripts take every key they touch in ``KEYS`` (built here), never build
+one from a prefix, so a cluster client routes them and Redis can check they share the slot.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ class Keys:
 
     @property
     def base(self) -> str:
-        """Prefix of every allocation key; Lua scripts build their keys from it."""
+        """Prefix of every allocation key."""
         return f"{self.prefix}alloc:{{alloc}}:"
 
     def k(self, *parts: str) -> str:
@@ -81,6 +82,18 @@ class Keys:
     def claim(self, stall_id: str, day: str, window_id: str) -> str:
         """The active booking id holding a stall for a window."""
         return self.k("claim", stall_id, day, window_id)
+
+    def idempotency(self, vendor_id: str, idempotency_key: str) -> str:
+        """Hash hash/booking: what a vendor's Idempotency-Key was first used for."""
+        return self.k("idem", vendor_id, idempotency_key)
+
+    def vendor_week(self, vendor_id: str, iso_week: str) -> str:
+        """Set of a vendor's booking ids counted toward one ISO week's cap."""
+        return self.k("vweek", vendor_id, iso_week)
+
+    def vendor_active(self, vendor_id: str) -> str:
+        """Hash of a vendor's active bookings: booking id -> "start_ts,end_ts" (overlap check)."""
+        return self.k("vactive", vendor_id)
 
     def vendor_bookings(self, vendor_id: str) -> str:
         """Sorted set of a vendor's booking ids by start time."""

@@ -1,4 +1,9 @@
-"""The booking ledger in Redis: one Lua script per decision, events written to the outbox."""
+"""The booking ledger in Redis: one Lua script per decision, events written to the outbox.
+
+The scripts take every key they touch in ``KEYS`` (built from :class:`Keys`, all in the
+``{alloc}`` slot) and their inputs as one JSON object of named fields, so they run unchanged on
+a single Redis and on a Redis Cluster.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,11 @@ from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from allocation.adapters.keys import Keys
 from allocation.domain.model import Booking, BookingState
+from allocation.domain.rules import iso_week
 from contracts.catalogue import Category
 
 
@@ -25,7 +32,10 @@ def _ts(value: bytes | None) -> datetime | None:
 
 @dataclass(frozen=True)
 class Decision:
-    """What a script decided: ``ok``/``replay`` with a value, or ``err`` with a code."""
+    """What a script decided: ``ok``/``replay`` with a value, ``err`` with a code, or ``retry``.
+
+    ``retry``: something the caller read before the script ran no longer holds (read again).
+    """
 
     outcome: str
     value: str
@@ -34,7 +44,7 @@ class Decision:
 
 @dataclass(frozen=True)
 class OutboxEvent:
-    """An event to append to the outbox inside a script."""
+    """An event to append to the outbox inside a script (``value``: the validated envelope)."""
 
     topic: str
     key: str
@@ -42,11 +52,97 @@ class OutboxEvent:
     type: str
     value: str
 
+    def fields(self) -> dict[str, str]:
+        """The named fields a script appends to the outbox stream."""
+        return {
+            "topic": self.topic,
+            "key": self.key,
+            "event_id": self.event_id,
+            "type": self.type,
+            "value": self.value,
+        }
+
+
+@dataclass(frozen=True)
+class BookingAttempt:
+    """Everything the booking script decides on, prepared by the service from its rules."""
+
+    now: float
+    booking_id: str
+    vendor_id: str
+    stall_id: str
+    market_id: str
+    window_id: str
+    date: date
+    category: Category
+    starts_at: float
+    ends_at: float
+    window_signature: str
+    idempotency_key: str
+    body_hash: str
+    idempotency_ttl: int
+    weekly_cap: int
+    opens_priority: float
+    opens_standard: float
+    hold_until: float
+    held: int
+    total: int
+    #: BookingCreated as it leaves for a priority vendor and for a standard one.
+    created_if_priority: OutboxEvent
+    created_if_standard: OutboxEvent
+
+    @property
+    def week(self) -> str:
+        """ISO week the booking counts toward."""
+        return iso_week(self.date)
+
+    def inputs(self) -> dict[str, Any]:
+        """The script's named inputs."""
+        return {
+            "now": self.now,
+            "booking_id": self.booking_id,
+            "vendor_id": self.vendor_id,
+            "stall_id": self.stall_id,
+            "market_id": self.market_id,
+            "window_id": self.window_id,
+            "date": self.date.isoformat(),
+            "week": self.week,
+            "category": self.category.value,
+            "starts_at": self.starts_at,
+            "ends_at": self.ends_at,
+            "span": f"{self.starts_at!r},{self.ends_at!r}",
+            "window_signature": self.window_signature,
+            "body_hash": self.body_hash,
+            "idempotency_ttl": self.idempotency_ttl,
+            "weekly_cap": self.weekly_cap,
+            "opens_priority": self.opens_priority,
+            "opens_standard": self.opens_standard,
+            "hold_until": self.hold_until,
+            "held": self.held,
+            "total": self.total,
+            "created": {
+                "priority": self.created_if_priority.fields(),
+                "standard": self.created_if_standard.fields(),
+            },
+        }
+
+
+@dataclass(frozen=True)
+class NoShowCount:
+    """No-show accounting of a transition, decided by the caller from a read of the count."""
+
+    #: Start of the rolling period (epoch seconds).
+    since: float
+    #: The vendor's no-shows in the period before this one, as the caller read them.
+    prior: int
+    #: The vendor's suspension end if this no-show suspends them (epoch seconds), else ``None``.
+    suspend_until: float | None
+
 
 class Ledger:
     """Bookings, claims, counters and no-shows in Redis."""
 
-    def __init__(self, redis: Redis, keys: Keys):
+    def __init__(self, redis: Redis | RedisCluster, keys: Keys):
         self.redis = redis
         self.keys = keys
         self._book = redis.register_script(_script("book.lua"))
@@ -55,51 +151,95 @@ class Ledger:
     @staticmethod
     def _decision(raw: list[bytes]) -> Decision:
         parts = [x.decode() if isinstance(x, bytes) else str(x) for x in raw]
-        return Decision(parts[0], parts[1], tuple(parts[2:]))
+        return Decision(parts[0], parts[1] if len(parts) > 1 else "", tuple(parts[2:]))
 
-    async def book(self, inputs: list[str | int | float], envelope_json: str) -> Decision:
-        """Run the booking decision script (order of ``inputs``: see book.lua)."""
-        args = [self.keys.base, as_json(inputs), envelope_json]
-        return self._decision(await self._book(keys=[self.keys.outbox()], args=args))
+    def book_keys(self, attempt: BookingAttempt) -> list[str]:
+        """The keys of the booking script, in the order book.lua names them."""
+        k, day = self.keys, attempt.date.isoformat()
+        return [
+            k.idempotency(attempt.vendor_id, attempt.idempotency_key),
+            k.vendor(attempt.vendor_id),
+            k.stall(attempt.stall_id),
+            k.window(attempt.market_id, attempt.window_id),
+            k.suspended(attempt.market_id, day),
+            k.claim(attempt.stall_id, day, attempt.window_id),
+            k.window_counts(attempt.market_id, day, attempt.window_id),
+            k.vendor_active(attempt.vendor_id),
+            k.vendor_bookings(attempt.vendor_id),
+            k.vendor_week(attempt.vendor_id, attempt.week),
+            k.booking(attempt.booking_id),
+            k.window_bookings(attempt.market_id, day, attempt.window_id),
+            k.outbox(),
+        ]
+
+    async def book(self, attempt: BookingAttempt) -> Decision:
+        """Run the booking decision script."""
+        raw = await self._book(keys=self.book_keys(attempt), args=[as_json(attempt.inputs())])
+        return self._decision(raw)
+
+    def transition_keys(self, booking: Booking) -> list[str]:
+        """The keys of the transition script, in the order transition.lua names them."""
+        k, day = self.keys, booking.date.isoformat()
+        return [
+            k.booking(booking.id),
+            k.stall(booking.stall_id),
+            k.claim(booking.stall_id, day, booking.window_id),
+            k.window_counts(booking.market_id, day, booking.window_id),
+            k.vendor_week(booking.vendor_id, iso_week(booking.date)),
+            k.vendor_active(booking.vendor_id),
+            k.no_shows(booking.vendor_id),
+            k.vendor(booking.vendor_id),
+            k.outbox(),
+        ]
 
     async def transition(
         self,
+        booking: Booking,
         *,
         now: float,
-        booking_id: str,
         owner: str | None,
         allowed_from: frozenset[BookingState],
         to_state: BookingState,
         release: bool,
         fields: dict[str, str],
         events: list[OutboxEvent],
-        no_show: tuple[float, int, float, str] | None = None,
+        no_show: NoShowCount | None = None,
         code: tuple[str, int] | None = None,
     ) -> Decision:
-        """Move a booking to ``to_state`` if it is in one of ``allowed_from``, atomically."""
-        since, limit, until, until_iso = no_show or (0.0, 0, 0.0, "")
-        stall, version = code or ("", 0)
-        argv: list[str | int | float] = [
-            self.keys.base,
-            now,
-            booking_id,
-            owner or "",
-            "," + ",".join(sorted(s.value for s in allowed_from)) + ",",
-            to_state.value,
-            "1" if release else "0",
-            "1" if no_show else "0",
-            since,
-            limit,
-            until,
-            until_iso,
-            stall,
-            str(version),
-            json.dumps(fields),
-            len(events),
-        ]
-        for e in events:
-            argv += [e.topic, e.key, e.event_id, e.type, e.value]
-        return self._decision(await self._transition(keys=[self.keys.outbox()], args=argv))
+        """Move ``booking`` to ``to_state`` if it is in one of ``allowed_from``, atomically.
+
+        ``booking`` is the caller's read: it names the keys. ``retry`` if it no longer matches
+        the store or the no-show count moved since ``no_show`` was read.
+        """
+        inputs: dict[str, Any] = {
+            "now": now,
+            "booking_id": booking.id,
+            "expect": {
+                "vendor": booking.vendor_id,
+                "stall": booking.stall_id,
+                "market": booking.market_id,
+                "date": booking.date.isoformat(),
+                "window": booking.window_id,
+                "week": iso_week(booking.date),
+            },
+            "allowed_from": sorted(s.value for s in allowed_from),
+            "to_state": to_state.value,
+            "release": release,
+            "fields": fields,
+            "events": [e.fields() for e in events],
+        }
+        if owner is not None:
+            inputs["owner"] = owner
+        if code is not None:
+            inputs["code"] = {"stall": code[0], "version": str(code[1])}
+        if no_show is not None:
+            # ``since`` as text: the script uses it verbatim in ZCOUNT and ZREMRANGEBYSCORE.
+            terms: dict[str, Any] = {"since": repr(no_show.since), "prior": no_show.prior}
+            if no_show.suspend_until is not None:
+                terms["suspend_until"] = no_show.suspend_until
+            inputs["no_show"] = terms
+        raw = await self._transition(keys=self.transition_keys(booking), args=[as_json(inputs)])
+        return self._decision(raw)
 
     async def get(self, booking_id: str) -> Booking | None:
         """One booking, or ``None``."""
@@ -145,8 +285,8 @@ class Ledger:
         return int(raw[0] or 0), int(raw[1] or 0)
 
     async def no_shows_since(self, vendor_id: str, since: float) -> int:
-        """How many no-shows the vendor has since ``since``."""
-        return int(await self.redis.zcount(self.keys.no_shows(vendor_id), since, "+inf"))
+        """How many no-shows the vendor has since ``since`` (as the transition script counts)."""
+        return int(await self.redis.zcount(self.keys.no_shows(vendor_id), repr(since), "+inf"))
 
     async def suspend_dates(self, market_id: str, days: list[date], reason: str) -> None:
         """Mark dates suspended (the booking script refuses them from now on)."""

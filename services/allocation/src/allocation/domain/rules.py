@@ -41,13 +41,13 @@ class WindowOccurrence:
     @property
     def iso_week(self) -> str:
         """ISO week key, e.g. ``2026-W48``, for the weekly cap."""
-        year, week, _ = self.date.isocalendar()
-        return f"{year}-W{week:02d}"
+        return iso_week(self.date)
 
-    def signature(self) -> str:
-        """What must still hold in the store for a decision made on this occurrence."""
-        days = "".join(str(d) for d in sorted(self.window.days))
-        return f"{self.window.start_minute}-{self.window.end_minute}-{days}"
+
+def iso_week(day: date) -> str:
+    """ISO week key of ``day``, e.g. ``2026-W48``: the weekly cap counts bookings per key."""
+    year, week, _ = day.isocalendar()
+    return f"{year}-W{week:02d}"
 
 
 def occurrence(market: Market, window_id: str, day: date) -> WindowOccurrence:
@@ -97,6 +97,13 @@ def check_in_window(
     return opens, closes
 
 
-def health_certificate_valid(expires: date | None, day: date) -> bool:
-    """A certificate expiring on ``day`` or later covers ``day``."""
-    return expires is not None and expires >= day
+def no_show_period_start(policy: Policy, now: datetime) -> datetime:
+    """Start of the rolling period whose no-shows count toward a suspension."""
+    return now - timedelta(seconds=policy.no_show_period_seconds)
+
+
+def no_show_suspension(policy: Policy, no_shows_in_period: int, now: datetime) -> datetime | None:
+    """Until when a no-show that makes ``no_shows_in_period`` suspends the vendor, or ``None``."""
+    if no_shows_in_period < policy.no_show_limit:
+        return None
+    return now + timedelta(seconds=policy.no_show_suspension_seconds)

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
-import json
 import secrets
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from allocation.adapters.catalogue_store import CatalogueStore, window_signature
-from allocation.adapters.ledger import Decision, Ledger, OutboxEvent
+from allocation.adapters.ledger import BookingAttempt, Decision, Ledger, NoShowCount, OutboxEvent
 from allocation.domain import stall_codes
-from allocation.domain.errors import IllegalTransition, rejected
+from allocation.domain.errors import BookingRejected, IllegalTransition, rejected
 from allocation.domain.model import (
     ACTIVE_STATES,
     TRANSITIONS,
@@ -31,6 +33,8 @@ from allocation.domain.rules import (
     cancellation_is_late,
     check_in_window,
     held_stall_count,
+    no_show_period_start,
+    no_show_suspension,
     occurrence,
     priority_hold_ends_at,
 )
@@ -45,6 +49,12 @@ from contracts.events import (
     StallReleased,
 )
 from stallkit.clock import Clock
+
+#: How often a transition is tried again when what it read changed before the script ran.
+TRANSITION_ATTEMPTS = 5
+
+#: Builds the no-show event from the vendor's no-shows in the period and their suspension end.
+NoShowEvent = Callable[[int, datetime | None], OutboxEvent]
 
 
 @dataclass(frozen=True)
@@ -100,8 +110,8 @@ class BookingService:
         self.source = source
         self.idempotency_ttl_seconds = idempotency_ttl_seconds
 
-    def _outbox(self, event: Event, *, time: datetime) -> OutboxEvent:
-        envelope = Envelope.wrap(event, source=self.source, time=time)
+    def _outbox(self, event: Event, *, time: datetime, event_id: str | None = None) -> OutboxEvent:
+        envelope = Envelope.wrap(event, source=self.source, time=time, event_id=event_id)
         return OutboxEvent(
             event.topic, event.market_id, envelope.id, envelope.type, envelope.model_dump_json()
         )
@@ -109,8 +119,8 @@ class BookingService:
     async def _placement(self, stall_id: str) -> tuple[Stall, Market, int]:
         """The stall, its market and how many of the market's stalls are bookable."""
         view = self.catalogue.view
-        if stall_id not in view.stalls:
-            view = await self.catalogue.refresh(force=True)
+        if stall_id not in view.stalls:  # one version read; a reload only if it moved
+            view = await self.catalogue.refresh()
         stall = view.stalls.get(stall_id)
         if stall is None:
             raise rejected("stall_not_found", f"no stall {stall_id}")
@@ -128,25 +138,25 @@ class BookingService:
         if decision.outcome == "replay":
             replayed = await self.ledger.get(decision.value)
             if replayed is None:
-                raise rejected("booking_not_found")
+                raise BookingRejected("booking_not_found")
             return replayed, True
         if decision.outcome == "err":
             raise self._rejection(decision)
         return booking, False
 
     @staticmethod
-    def _rejection(decision: Decision) -> Exception:
+    def _rejection(decision: Decision) -> BookingRejected:
         code = decision.value
         if code == "stale":
-            return rejected("catalogue_conflict", "the catalogue changed; try again")
+            return BookingRejected("catalogue_conflict", "the catalogue changed; try again")
         if code == "vendor_suspended" and decision.extra:
             until = datetime.fromtimestamp(float(decision.extra[0]), tz=UTC)
-            return rejected(code, suspended_until=until.isoformat())
+            return BookingRejected(code, suspended_until=until.isoformat())
         if code == "market_suspended" and decision.extra:
-            return rejected(code, decision.extra[0], reason=decision.extra[0])
+            return BookingRejected(code, decision.extra[0], reason=decision.extra[0])
         if code == "overlapping_booking" and decision.extra:
-            return rejected(code, conflicting_booking=decision.extra[0])
-        return rejected(code)
+            return BookingRejected(code, conflicting_booking=decision.extra[0])
+        return BookingRejected(code)
 
     async def _try_book(self, command: BookStall) -> tuple[Decision, Booking]:
         stall, market, active_stalls = await self._placement(command.stall_id)
@@ -166,44 +176,43 @@ class BookingService:
             ends_at=occ.ends_at,
             created_at=now,
         )
-        event = BookingCreated(
-            market_id=market.id,
-            booking_id=booking.id,
-            vendor_id=booking.vendor_id,
-            stall_id=stall.id,
-            date=booking.date,
-            window_id=booking.window_id,
+        created = BookingCreated(
+            **_about(booking),
             category=stall.category,
             starts_at=occ.starts_at,
             ends_at=occ.ends_at,
             priority=False,
         )
-        envelope = Envelope.wrap(event, source=self.source, time=now)
+        # Whether the vendor has priority is read inside the script: both events are ready.
+        event_id = str(uuid.uuid4())
         day = command.date
-        argv: list[str | int | float] = [
-            now.timestamp(),
-            command.vendor_id,
-            stall.id,
-            market.id,
-            command.window_id,
-            day.isoformat(),
-            occ.starts_at.timestamp(),
-            occ.ends_at.timestamp(),
-            occ.iso_week,
-            command.idempotency_key,
-            command.body_hash(),
-            booking.id,
-            stall.category.value,
-            window_signature(market, command.window_id),
-            self.policy.weekly_cap,
-            booking_opens_at(day, self.policy.priority_horizon_days).timestamp(),
-            booking_opens_at(day, self.policy.standard_horizon_days).timestamp(),
-            priority_hold_ends_at(self.policy, day).timestamp(),
-            held_stall_count(self.policy, active_stalls),
-            active_stalls,
-            self.idempotency_ttl_seconds,
-        ]
-        decision = await self.ledger.book(argv, envelope.model_dump_json())
+        attempt = BookingAttempt(
+            now=now.timestamp(),
+            booking_id=booking.id,
+            vendor_id=command.vendor_id,
+            stall_id=stall.id,
+            market_id=market.id,
+            window_id=command.window_id,
+            date=day,
+            category=stall.category,
+            starts_at=occ.starts_at.timestamp(),
+            ends_at=occ.ends_at.timestamp(),
+            window_signature=window_signature(market, command.window_id),
+            idempotency_key=command.idempotency_key,
+            body_hash=command.body_hash(),
+            idempotency_ttl=self.idempotency_ttl_seconds,
+            weekly_cap=self.policy.weekly_cap,
+            opens_priority=booking_opens_at(day, self.policy.priority_horizon_days).timestamp(),
+            opens_standard=booking_opens_at(day, self.policy.standard_horizon_days).timestamp(),
+            hold_until=priority_hold_ends_at(self.policy, day).timestamp(),
+            held=held_stall_count(self.policy, active_stalls),
+            total=active_stalls,
+            created_if_priority=self._outbox(
+                created.model_copy(update={"priority": True}), time=now, event_id=event_id
+            ),
+            created_if_standard=self._outbox(created, time=now, event_id=event_id),
+        )
+        decision = await self.ledger.book(attempt)
         if decision.outcome == "ok":
             booking = dataclasses.replace(booking, priority=decision.extra[0] == "1")
         return decision, booking
@@ -212,7 +221,7 @@ class BookingService:
         """The booking if ``vendor_id`` holds it (any vendor's when ``None``), else not found."""
         booking = await self.ledger.get(booking_id) if len(booking_id) <= 64 else None
         if booking is None or (vendor_id is not None and booking.vendor_id != vendor_id):
-            raise rejected("booking_not_found")
+            raise BookingRejected("booking_not_found")
         return booking
 
     def _released(self, booking: Booking, cause: str, now: datetime) -> OutboxEvent:
@@ -227,10 +236,20 @@ class BookingService:
             time=now,
         )
 
-    def _no_show_terms(self, now: datetime) -> tuple[float, int, float, str]:
-        until = now + timedelta(seconds=self.policy.no_show_suspension_seconds)
-        since = now.timestamp() - self.policy.no_show_period_seconds
-        return since, self.policy.no_show_limit, until.timestamp(), until.isoformat()
+    async def _no_show_count(self, vendor_id: str, now: datetime) -> NoShowCount:
+        """The vendor's no-shows so far and what one more means (the script checks the count)."""
+        since = no_show_period_start(self.policy, now).timestamp()
+        prior = await self.ledger.no_shows_since(vendor_id, since)
+        until = no_show_suspension(self.policy, prior + 1, now)
+        return NoShowCount(since, prior, until.timestamp() if until else None)
+
+    def _no_show_event(
+        self, booking: Booking, now: datetime, count: int, suspended_until: datetime | None
+    ) -> OutboxEvent:
+        no_show = BookingNoShow(
+            **_about(booking), no_shows_in_period=count, suspended_until=suspended_until
+        )
+        return self._outbox(no_show, time=now)
 
     async def _apply(
         self,
@@ -243,28 +262,45 @@ class BookingService:
         now: datetime,
         no_show: bool = False,
         code: tuple[str, int] | None = None,
+        no_show_event: NoShowEvent | None = None,
     ) -> Booking:
+        """Run the transition script; a no-show is counted, and ``no_show_event`` told the count."""
         target = next_state(booking.state, action)
         allowed = frozenset(s for (s, a) in TRANSITIONS if a is action)
-        decision = await self.ledger.transition(
-            now=now.timestamp(),
-            booking_id=booking.id,
-            owner=owner,
-            allowed_from=allowed,
-            to_state=target,
-            release=target not in ACTIVE_STATES,
-            fields=fields,
-            events=events,
-            no_show=self._no_show_terms(now) if no_show else None,
-            code=code,
-        )
+        for _ in range(TRANSITION_ATTEMPTS):
+            count = await self._no_show_count(booking.vendor_id, now) if no_show else None
+            first: list[OutboxEvent] = []
+            if count is not None and no_show_event is not None:
+                until = count.suspend_until
+                suspended = datetime.fromtimestamp(until, tz=UTC) if until is not None else None
+                first = [no_show_event(count.prior + 1, suspended)]
+            decision = await self.ledger.transition(
+                booking,
+                now=now.timestamp(),
+                owner=owner,
+                allowed_from=allowed,
+                to_state=target,
+                release=target not in ACTIVE_STATES,
+                fields=fields,
+                events=first + events,
+                no_show=count,
+                code=code,
+            )
+            if decision.outcome != "retry":
+                break
+            fresh = await self.ledger.get(booking.id)  # what was read no longer holds
+            if fresh is None:
+                raise BookingRejected("booking_not_found")
+            booking = fresh
+        else:
+            raise RuntimeError(f"booking {booking.id}: the transition kept conflicting")
         if decision.outcome == "err":
             if decision.value == "illegal_transition":
                 next_state(BookingState(decision.extra[0]), action)  # raises with the real state
-            raise rejected(decision.value)
+            raise BookingRejected(decision.value)
         updated = await self.ledger.get(booking.id)
         if updated is None:
-            raise rejected("booking_not_found")
+            raise BookingRejected("booking_not_found")
         return updated
 
     async def cancel(self, vendor_id: str, booking_id: str) -> Booking:
@@ -273,7 +309,7 @@ class BookingService:
         next_state(booking.state, BookingAction.CANCEL)
         now = self.clock.now()
         if now >= booking.ends_at:
-            raise rejected("window_passed")
+            raise BookingRejected("window_passed")
         late = cancellation_is_late(self.policy, booking.starts_at, now)
         cancelled = BookingCancelled(
             **_about(booking),
@@ -295,17 +331,17 @@ class BookingService:
         """Check in by presenting the stall's code within the check-in window."""
         code = stall_codes.verify(public_key, code_text)
         if code is None:
-            raise rejected("stall_code_invalid")
+            raise BookingRejected("stall_code_invalid")
         booking = await self.owned(vendor_id, booking_id)
         next_state(booking.state, BookingAction.CHECK_IN)
         if code.stall_id != booking.stall_id:
-            raise rejected("wrong_stall")
+            raise BookingRejected("wrong_stall")
         now = self.clock.now()
         opens, closes = check_in_window(
             self.policy, booking.starts_at, booking.ends_at, booking.created_at
         )
         if not opens <= now <= closes:
-            raise rejected(
+            raise BookingRejected(
                 "check_in_closed", opens_at=opens.isoformat(), closes_at=closes.isoformat()
             )
         checked_in = BookingCheckedIn(
@@ -332,18 +368,6 @@ class BookingService:
             if booking.state is not BookingState.BOOKED or booking.created_at > deadline:
                 continue
             now = self.clock.now()
-            no_show = BookingNoShow(
-                **_about(booking),
-                no_shows_in_period=1,
-            )
-            envelope = Envelope.wrap(no_show, source=self.source, time=now)
-            body = envelope.model_dump(mode="json")
-            # Filled in by the script, which counts the no-shows atomically.
-            body["data"]["no_shows_in_period"] = "__NOSHOWS__"
-            body["data"]["suspended_until"] = "__SUSPENDED_UNTIL__"
-            event = OutboxEvent(
-                no_show.topic, no_show.market_id, envelope.id, envelope.type, json.dumps(body)
-            )
             with contextlib.suppress(IllegalTransition):  # checked in or cancelled meanwhile
                 marked.append(
                     await self._apply(
@@ -351,9 +375,10 @@ class BookingService:
                         BookingAction.MARK_NO_SHOW,
                         owner=None,
                         fields={},
-                        events=[event, self._released(booking, "no_show", now)],
+                        events=[self._released(booking, "no_show", now)],
                         now=now,
                         no_show=True,
+                        no_show_event=functools.partial(self._no_show_event, booking, now),
                     )
                 )
         return marked
