@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -131,6 +133,63 @@ async def redis_client(infra: Infra) -> AsyncIterator[Redis]:
     client = Redis.from_url(infra.redis_url)
     yield client
     await client.aclose()
+
+
+@dataclass(frozen=True)
+class RedisClusterInfo:
+    """Ports of the session's three-master Redis Cluster (no replicas)."""
+
+    ports: tuple[int, ...]
+
+    @property
+    def url(self) -> str:
+        """A URL of one node (a cluster client discovers the others)."""
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+
+def _cluster_ok(port: int) -> bool:
+    info = subprocess.run(
+        ["redis-cli", "-p", str(port), "cluster", "info"],
+        capture_output=True,
+        text=True,
+        timeout=5,
+        check=False,
+    )
+    return "cluster_state:ok" in info.stdout
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterInfo]:
+    """Start three cluster-enabled redis-servers and join them as one cluster for the session."""
+    logs = tmp_path_factory.mktemp("redis-cluster")
+    ports = tuple(procs.free_port() for _ in range(3))
+    # The bus port defaults to port + 10000, which may be taken or above 65535: choose it too.
+    bus_ports = tuple(procs.free_port() for _ in range(3))
+    nodes = []
+    try:
+        for n, (port, bus_port) in enumerate(zip(ports, bus_ports, strict=True)):
+            args = procs.redis_args(port, logs, persistent=False)
+            args += [
+                "--cluster-enabled", "yes",
+                "--cluster-port", str(bus_port),
+                "--cluster-config-file", str(logs / f"nodes-{n}.conf"),
+            ]  # fmt: skip
+            nodes.append(procs.spawn(args, log_path=logs / f"redis-{n}.log"))
+        for port, node in zip(ports, nodes, strict=True):
+            procs.wait_for_port(port, proc=node)
+        addresses = [f"127.0.0.1:{p}" for p in ports]
+        create = ["redis-cli", "--cluster", "create", *addresses,
+                  "--cluster-replicas", "0", "--cluster-yes"]  # fmt: skip
+        subprocess.run(create, capture_output=True, timeout=60, check=True)
+        deadline = time.monotonic() + 30
+        while not all(_cluster_ok(p) for p in ports):
+            if time.monotonic() > deadline:
+                raise TimeoutError("redis cluster did not reach cluster_state:ok")
+            time.sleep(0.1)
+        yield RedisClusterInfo(ports)
+    finally:
+        for node in nodes:
+            procs.stop(node)
 
 
 class TopicReader:
