@@ -51,6 +51,8 @@ class Runner:
         self.data_dir = data_dir
         self.ports = ports
         self.proc: subprocess.Popen[bytes] | None = None
+        #: Pid of ``stallctl up`` itself (in the background, ``proc`` is the shell around it).
+        self.pid: int | None = None
         self.output = data_dir.parent / f"{data_dir.name}-runner.log"
         self.known_pids: set[int] = set()
 
@@ -58,18 +60,34 @@ class Runner:
         """Base URL of a service of this runner."""
         return f"http://127.0.0.1:{self.ports[service]}"
 
-    def start(self, *extra: str) -> None:
-        """Launch ``python -m stallctl.cli up`` with this runner's ports and data folder."""
+    def start(self, *extra: str, background: bool = False) -> None:
+        """Launch ``python -m stallctl.cli up`` with this runner's ports and data folder.
+
+        With ``background``, as a background job (``&``) of a non-interactive bash that waits
+        for it: such a job starts with SIGINT ignored, as it does from a script.
+        """
         env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
         env["PYTHONUNBUFFERED"] = "1"
         args = [sys.executable, "-m", "stallctl.cli", "up", "--data-dir", str(self.data_dir)]
         for name, port in self.ports.items():
             args += [f"--{name}-port", str(port)]
         args += ["--ready-timeout", "150", *extra]
+        pid_file = self.output.with_suffix(".pid")
+        if background:
+            env["RUNNER_PID_FILE"] = str(pid_file)
+            args = ["bash", "-c", '"$@" & echo $! > "$RUNNER_PID_FILE"; wait $!', "bash", *args]
         with self.output.open("ab") as out:
             self.proc = subprocess.Popen(
                 args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT
             )
+        self.pid = self.proc.pid
+        if background:
+            deadline = time.monotonic() + 10
+            while not pid_file.exists() or not pid_file.read_text().strip():
+                if time.monotonic() > deadline:
+                    pytest.fail("the shell did not start stallctl up in the background")
+                time.sleep(0.05)
+            self.pid = int(pid_file.read_text())
 
     def text(self) -> str:
         """What the runner printed so far."""
@@ -90,8 +108,8 @@ class Runner:
         for pid_file in (self.data_dir / "run").glob("*.pid"):
             with contextlib.suppress(OSError, ValueError):
                 pids.add(int(pid_file.read_text().strip()))
-        if self.proc is not None:
-            for task in Path(f"/proc/{self.proc.pid}/task").glob("*"):
+        if self.pid is not None:
+            for task in Path(f"/proc/{self.pid}/task").glob("*"):
                 with contextlib.suppress(OSError):
                     pids.update(int(p) for p in (task / "children").read_text().split())
         self.known_pids |= pids
@@ -134,10 +152,10 @@ class Runner:
             time.sleep(0.25)
 
     def signal(self, sig: int) -> None:
-        """Send ``sig`` to the runner only (not its children)."""
-        assert self.proc is not None
+        """Send ``sig`` to the runner only (not its children, nor a shell around it)."""
+        assert self.pid is not None
         self.child_pids()
-        self.proc.send_signal(sig)
+        os.kill(self.pid, sig)
 
     def wait_exit(self, timeout: float = 60.0) -> int:
         """Wait for the runner to exit; return its exit code."""
@@ -161,6 +179,9 @@ class Runner:
         if self.proc is not None:
             if self.proc.poll() is None:
                 self.child_pids()
+                if self.pid is not None and self.pid != self.proc.pid and pid_alive(self.pid):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(self.pid, signal.SIGKILL)
                 self.proc.kill()
             self.proc.wait(10)
         for pid in self.known_pids:

@@ -6,21 +6,23 @@ under one data folder::
     data/run/<name>.pid     pid of each child, and stallctl.lock (one runner per folder)
     data/logs/<name>.log    what each child printed
     data/redis/             redis-server's append-only file
+
+This module is the supervisor. Ports live in :mod:`stallctl.ports`, the children's bookkeeping
+in :mod:`stallctl.children`, seeding in :mod:`stallctl.seeding` and the ready banner in
+:mod:`stallctl.banner`; their public names are importable from here too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -29,53 +31,40 @@ from typing import IO, Any
 import httpx
 
 from stallctl import procs
-from stallkit.auth import Role, mint_token
-from stallkit.clock import Clock
+from stallctl.banner import banner
+from stallctl.children import RUN_HEADER, Child, pid_alive, signals_ignored, stop_all, tail
+from stallctl.errors import StartupError
+from stallctl.ports import INFRA, SERVICES, Ports, cmdline, port_owner
+from stallctl.seeding import admin_token, seed_catalogue, service_clock
 from stallkit.settings import DEV_JWT_SECRET
+from stallkit.topics import ensure_topics_when_reachable
 
-SERVICES: tuple[str, ...] = ("allocation", "windows", "inspection", "reporting")
-INFRA: tuple[str, ...] = ("broker", "redis")
-#: The caller's variables with these prefixes reach the services (and win over our defaults).
-PASS_THROUGH_PREFIXES = ("STALL_", "ALLOCATION_", "WINDOWS_", "INSPECTION_", "REPORTING_")
+__all__ = [
+    "INFRA",
+    "SERVICES",
+    "EmbeddedSystem",
+    "Ports",
+    "StartupError",
+    "admin_token",
+    "default_data_dir",
+    "pid_alive",
+    "port_owner",
+    "repo_root",
+    "seed_catalogue",
+    "service_clock",
+    "tail",
+]
+
 READY_TIMEOUT_SECONDS = 90.0
-SEED_TIMEOUT_SECONDS = 60.0
-STOP_TIMEOUT_SECONDS = 10.0
-CATALOGUE_PATH = "/v1/admin/catalogue"
 #: What a live child of ours has in its command line (guards against a reused pid).
 _CMDLINE_MARKERS: dict[str, str] = {
     "broker": "tansu",
     "redis": "redis-server",
     **{svc: f"{svc}.app:app" for svc in SERVICES},
 }
-
-
-class StartupError(RuntimeError):
-    """The embedded system could not start; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class Ports:
-    """TCP ports of the broker, redis-server and the four services."""
-
-    broker: int = 19092
-    redis: int = 16379
-    allocation: int = 8001
-    windows: int = 8002
-    inspection: int = 8003
-    reporting: int = 8004
-
-    @classmethod
-    def from_base(cls, base: int) -> Ports:
-        """Six consecutive ports from ``base``: broker, redis, then the four services."""
-        return cls(base, base + 1, base + 2, base + 3, base + 4, base + 5)
-
-    def of(self, name: str) -> int:
-        """Port of ``name`` (broker, redis or a service)."""
-        return int(getattr(self, name))
-
-    def with_overrides(self, **overrides: int | None) -> Ports:
-        """A copy with the given ports replaced (``None`` keeps the current one)."""
-        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+#: Signals on which ``serve()`` stops everything. SIGINT is set explicitly too: a background
+#: job of a non-interactive shell starts with SIGINT ignored, and Python keeps it ignored.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def repo_root() -> Path:
@@ -92,133 +81,8 @@ def default_data_dir() -> Path:
     return repo_root() / "data"
 
 
-def service_clock(environ: Mapping[str, str]) -> Clock:
-    """The clock the services build from these variables (so minted tokens fit their time)."""
-    anchor = environ.get("STALL_CLOCK_ANCHOR")
-    return Clock(
-        offset_seconds=float(environ.get("STALL_CLOCK_OFFSET_SECONDS", "0") or 0),
-        speed=float(environ.get("STALL_CLOCK_SPEED", "1") or 1),
-        anchor=float(anchor) if anchor else None,
-    )
-
-
-def admin_token(secret: str, now: datetime, ttl_seconds: int = 3600) -> str:
-    """A short-lived admin token for the runtime's own calls (seeding)."""
-    return mint_token(secret, sub="stallctl", role=Role.ADMIN, now=now, ttl_seconds=ttl_seconds)
-
-
-def seed_catalogue(
-    base_url: str,
-    token: str,
-    *,
-    path: Path | None = None,
-    timeout: float = SEED_TIMEOUT_SECONDS,
-) -> dict[str, Any]:
-    """PUT the seed catalogue to a running allocation service; return its JSON answer.
-
-    Retries while the service is unreachable or answers 5xx; any other failure raises
-    :class:`StartupError` with the service's answer.
-    """
-    from contracts.seed import load_catalogue
-
-    body = load_catalogue(path).model_dump_json().encode()
-    url = base_url.rstrip("/") + CATALOGUE_PATH
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    with httpx.Client(timeout=30.0) as client:
-        while True:
-            try:
-                response = client.put(url, content=body, headers=headers)
-            except httpx.TransportError as exc:
-                last = repr(exc)
-            else:
-                if response.status_code == 200:
-                    answer = response.json()
-                    return answer if isinstance(answer, dict) else {"answer": answer}
-                last = f"HTTP {response.status_code}: {response.text[:500]}"
-                if response.status_code < 500:
-                    raise StartupError(f"seeding failed: PUT {url} answered {last}")
-            if time.monotonic() >= deadline:
-                raise StartupError(f"seeding failed: PUT {url}: {last}")
-            time.sleep(0.5)
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return (
-            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        )
-    except OSError:
-        return ""
-
-
-def port_owner(port: int) -> str | None:
-    """Best effort: ``pid command`` of the process listening on ``port`` (Linux /proc)."""
-    inodes: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                cols = line.split()
-                if len(cols) > 9 and cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
-                    inodes.add(f"socket:[{cols[9]}]")
-    if not inodes:
-        return None
-    for proc_dir in Path("/proc").iterdir():
-        if not proc_dir.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            for fd in (proc_dir / "fd").iterdir():
-                with contextlib.suppress(OSError):
-                    if os.readlink(fd) in inodes:
-                        return f"{proc_dir.name} {_cmdline(int(proc_dir.name)).strip()[:120]}"
-    return None
-
-
-RUN_HEADER = "===== "
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    """The last ``lines`` lines of a log file, this run's only (empty if there is none)."""
-    try:
-        with path.open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 64 * 1024))
-            text = f.read().decode(errors="replace")
-    except OSError:
-        return ""
-    header = text.rfind("\n" + RUN_HEADER)
-    if header >= 0:
-        text = text[header + 1 :]
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def pid_alive(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
 class _Interrupted(BaseException):
-    """Raised by the SIGTERM/SIGHUP handler so that ``serve`` unwinds like on Ctrl-C."""
-
-
-@dataclass
-class _Child:
-    name: str
-    proc: subprocess.Popen[bytes]
-    pid_file: Path
-    log: Path
-    reported_exit: bool = False
+    """Raised by ``serve``'s signal handler, so that it unwinds as on Ctrl-C."""
 
 
 @dataclass
@@ -239,7 +103,7 @@ class EmbeddedSystem:
     seed_file: Path | None = None
     echo: Callable[[str], None] = print
 
-    children: dict[str, _Child] = field(default_factory=dict, init=False)
+    children: dict[str, Child] = field(default_factory=dict, init=False)
     ready_seconds: float | None = field(default=None, init=False)
     #: Seconds from start() until each step finished (infra, topics, each service ready).
     timings: dict[str, float] = field(default_factory=dict, init=False)
@@ -331,7 +195,7 @@ class EmbeddedSystem:
                 pid_file.unlink(missing_ok=True)
                 continue
             marker = _CMDLINE_MARKERS.get(name)
-            if pid_alive(pid) and marker is not None and marker in _cmdline(pid):
+            if pid_alive(pid) and marker is not None and marker in cmdline(pid):
                 self.echo(f"清理上次残留的进程 / stopping leftover {name} (pid {pid})")
                 procs.kill_stale(pid_file)
             pid_file.unlink(missing_ok=True)
@@ -349,7 +213,7 @@ class EmbeddedSystem:
                     f"(stallctl up --base-port N, or --{name}-port N)."
                 )
 
-    def _spawn(self, name: str, args: list[str]) -> _Child:
+    def _spawn(self, name: str, args: list[str]) -> Child:
         log = self.log_file(name)
         with log.open("a") as f:
             f.write(
@@ -358,7 +222,7 @@ class EmbeddedSystem:
         proc = procs.spawn(args, log_path=log, env=self.child_env, cwd=repo_root())
         pid_file = self.pid_file(name)
         pid_file.write_text(f"{proc.pid}\n")
-        child = _Child(name, proc, pid_file, log)
+        child = Child(name, proc, pid_file, log)
         self.children[name] = child
         return child
 
@@ -420,24 +284,19 @@ class EmbeddedSystem:
                 raise self._failure(name, f"did not start ({exc})") from exc
 
     def _ensure_topics(self, timeout: float = 30.0) -> None:
-        from stallkit.messaging import ensure_topics
-
         prefix = self.child_env.get("STALL_TOPIC_PREFIX", "")
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                asyncio.run(ensure_topics(self.kafka_bootstrap, prefix))
-                return
-            except Exception as exc:
-                if time.monotonic() >= deadline:
-                    if "broker" in self.children:
-                        raise self._failure(
-                            "broker", f"refused to create topics ({exc!r})"
-                        ) from exc
-                    raise StartupError(
-                        f"could not create topics on {self.kafka_bootstrap}: {exc!r}"
-                    ) from exc
-                time.sleep(0.5)
+        try:
+            asyncio.run(
+                ensure_topics_when_reachable(
+                    self.kafka_bootstrap, prefix, timeout=timeout, retry_seconds=0.5
+                )
+            )
+        except Exception as exc:
+            if "broker" in self.children:
+                raise self._failure("broker", f"refused to create topics ({exc!r})") from exc
+            raise StartupError(
+                f"could not create topics on {self.kafka_bootstrap}: {exc!r}"
+            ) from exc
 
     def _service_args(self, svc: str) -> list[str]:
         return [
@@ -512,39 +371,20 @@ class EmbeddedSystem:
 
     def banner(self) -> str:
         """What ``stallctl up`` prints once the system is ready."""
-        ready = f"{self.ready_seconds:.1f}s" if self.ready_seconds is not None else "?"
-        lines = [
-            "",
-            f"双限便民市场系统已就绪 / Markets system ready in {ready}",
-            "  (" + ", ".join(f"{k} {v:.1f}s" for k, v in self.timings.items()) + ")",
-            "",
-            f"  {'service':<11} {'API docs':<32} AsyncAPI",
-        ]
-        for svc in SERVICES:
-            lines.append(f"  {svc:<11} {self.url(svc) + '/docs':<32} {self.url(svc)}/asyncapi")
-        lines += [
-            "",
-            f"  stats 统计       {self.url('reporting')}/v1/stats",
-            f"  Kafka            {self.kafka_bootstrap}"
-            + ("" if "broker" in self.own_infra else "  (external)"),
-            f"  Redis            {self.redis_url}"
-            + ("" if "redis" in self.own_infra else "  (external)"),
-            f"  data 数据        {self.data_dir}  (logs: {self.log_dir})",
-            "",
-            "  token 令牌: uv run stallctl token --role admin --sub admin",
-            "              uv run stallctl token --role patrol --sub p001 --district xiangzhou",
-            "",
-            "  按 Ctrl-C 停止 / press Ctrl-C to stop",
-        ]
-        return "\n".join(lines)
+        return banner(self)
 
     def serve(self) -> int:
-        """Start, print the banner, run until Ctrl-C or SIGTERM, stop; return an exit code."""
+        """Start, print the banner, run until SIGINT (Ctrl-C), SIGTERM or SIGHUP, stop.
+
+        Returns the exit code: 0 when stopped by a signal, 1 when the system could not start.
+        The handlers are installed whatever the signals' dispositions were, so that an ignored
+        SIGINT (a background job) stops the system too; they are put back afterwards.
+        """
 
         def interrupt(signum: int, frame: FrameType | None) -> None:
             raise _Interrupted(signum)
 
-        previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+        previous = {sig: signal.signal(sig, interrupt) for sig in STOP_SIGNALS}
         try:
             self.start()
             self.echo(self.banner())
@@ -568,11 +408,11 @@ class EmbeddedSystem:
         """Stop the services, then the broker and redis-server; remove pid files. Idempotent."""
         if not self.children and self._lock is None:
             return
-        with _signals_ignored():
+        with signals_ignored():
             services = [self.children[s] for s in SERVICES if s in self.children]
             infra = [self.children[s] for s in INFRA if s in self.children]
             for group in (services, infra):
-                _stop_all(group)
+                stop_all(group)
                 for child in group:
                     child.pid_file.unlink(missing_ok=True)
                     self.children.pop(child.name, None)
@@ -589,34 +429,3 @@ class EmbeddedSystem:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def _stop_all(children: list[_Child], timeout: float = STOP_TIMEOUT_SECONDS) -> None:
-    """SIGTERM all at once, wait up to ``timeout`` in total, SIGKILL the rest."""
-    for child in children:
-        if child.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                child.proc.terminate()
-    deadline = time.monotonic() + timeout
-    for child in children:
-        try:
-            child.proc.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                child.proc.kill()
-            child.proc.wait(5)
-
-
-@contextlib.contextmanager
-def _signals_ignored() -> Iterator[None]:
-    """Ignore Ctrl-C/SIGTERM while tearing down, so that a second Ctrl-C cannot orphan."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in sigs}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
