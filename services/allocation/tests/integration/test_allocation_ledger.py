@@ -270,3 +270,23 @@ async def test_the_third_no_show_suspends_and_says_so_in_its_event(
     assert abs(announced - suspended.suspended_until) < timedelta(seconds=1)
     code = await refused(allocation, vendor_id, "XZ-91-C002", WEDNESDAY + timedelta(days=1))
     assert code == "vendor_suspended"
+
+
+async def test_bookings_made_before_the_active_index_are_indexed_once(
+    allocation: Allocation,
+) -> None:
+    vendor_id = await vendor(allocation)
+    monday = await book(allocation, vendor_id, "XZ-91-C001", MONDAY)
+    await book(allocation, vendor_id, "XZ-91-C001", TUESDAY)
+    wednesday = await book(allocation, vendor_id, "XZ-91-C001", WEDNESDAY)
+    await allocation.bookings.cancel(vendor_id, wednesday.id)
+    # A store from before the index: the vendor's active bookings are not in it.
+    await allocation.ledger.redis.delete(allocation.keys.vendor_active(vendor_id))
+
+    now = allocation.clock.timestamp()
+    assert await allocation.ledger.index_active_bookings(now) == 2  # not the cancelled one
+    assert await allocation.ledger.index_active_bookings(now) == 0
+    code = await refused(allocation, vendor_id, "XZ-92-C001", MONDAY, window="late")
+    assert code == "overlapping_booking"
+    await allocation.bookings.cancel(vendor_id, monday.id)
+    await book(allocation, vendor_id, "XZ-92-C001", MONDAY, window="late")

@@ -147,6 +147,7 @@ class Ledger:
         self.keys = keys
         self._book = redis.register_script(_script("book.lua"))
         self._transition = redis.register_script(_script("transition.lua"))
+        self._index_active = redis.register_script(_script("index_active.lua"))
 
     @staticmethod
     def _decision(raw: list[bytes]) -> Decision:
@@ -240,6 +241,25 @@ class Ledger:
             inputs["no_show"] = terms
         raw = await self._transition(keys=self.transition_keys(booking), args=[as_json(inputs)])
         return self._decision(raw)
+
+    async def index_active_bookings(self, now: float) -> int:
+        """Index active bookings made before the overlap check's index existed; how many.
+
+        Idempotent and safe beside live traffic: run once after upgrading a store that holds
+        bookings (the booking script indexes every booking it makes).
+        """
+        since = now - 86400  # a booking that ended before cannot overlap anything bookable
+        prefix = self.keys.vendor_bookings("")
+        added = 0
+        async for key in self.redis.scan_iter(match=prefix + "*", count=1000):
+            vendor_id = key.decode()[len(prefix) :]
+            ids = await self.redis.zrangebyscore(key, since - 86400, "+inf")  # by start time
+            if ids:
+                keys = [self.keys.vendor_active(vendor_id)]
+                keys += [self.keys.booking(i.decode()) for i in ids]
+                raw = await self._index_active(keys=keys, args=[as_json({"since": since})])
+                added += int(raw)
+        return added
 
     async def get(self, booking_id: str) -> Booking | None:
         """One booking, or ``None``."""
