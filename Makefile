@@ -10,14 +10,17 @@ UV_VERSION := 0.13.9
 TOOLS := $(CURDIR)/.tools
 # Resolved each time it is used, so that a uv installed by `make deps` is found right after.
 UV = $(or $(shell command -v uv 2>/dev/null),$(wildcard $(TOOLS)/bin/uv),$(wildcard $(HOME)/.local/bin/uv),uv)
-APT_PACKAGES := redis-server docker-compose
+APT_PACKAGES := redis-server docker-compose curl
+# The locked workspace always goes to .venv: the README runs `.venv/bin/stallctl`, which works
+# in any shell after `make run`, whether uv is on the PATH or only in .tools/bin.
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 
 .PHONY: help deps install run test lint fmt bench asyncapi clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
 
-deps: ## make sure uv, redis-server and docker-compose are installed
+deps: ## make sure uv, redis-server, docker-compose and curl are installed
 	@if ! command -v uv >/dev/null 2>&1 && [ ! -x "$(TOOLS)/bin/uv" ] && [ ! -x "$(HOME)/.local/bin/uv" ]; then \
 	  echo "uv not found: installing uv==$(UV_VERSION) into $(TOOLS)"; \
 	  if python3 -m venv "$(TOOLS)" >/dev/null 2>&1 && "$(TOOLS)/bin/python" -m pip --version >/dev/null 2>&1; then \
@@ -33,6 +36,7 @@ deps: ## make sure uv, redis-server and docker-compose are installed
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
+	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing$$missing with apt-get"; \
@@ -41,7 +45,8 @@ deps: ## make sure uv, redis-server and docker-compose are installed
 	    echo "missing:$$missing. Run:"; \
 	    echo "  sudo apt-get update && sudo apt-get install -y$$missing"; \
 	    case "$$missing" in *redis-server*) exit 1;; esac; \
-	    echo "(docker-compose is only needed by tests/integration/test_compose.py)"; \
+	    echo "(docker-compose is only needed by tests/integration/test_compose.py,"; \
+	    echo " curl by the README's examples)"; \
 	  fi; \
 	fi
 
