@@ -15,6 +15,7 @@ import typer
 from pydantic import ValidationError
 
 from stallctl import procs
+from stallctl.dlq import app as dlq_app
 from stallkit.auth import Role, mint_token
 from stallkit.clock import Clock
 from stallkit.settings import CommonSettings
@@ -25,6 +26,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+app.add_typer(dlq_app, name="dlq")
 
 
 class RoleChoice(StrEnum):

@@ -1,20 +1,26 @@
-"""Kafka through FastStream: the broker, typed event subscribers with dead-lettering, topics."""
+"""Kafka through FastStream: the broker, typed event subscribers that lose nothing, topics."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import random
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream_fastapi._internal.get_dependant import mark_faststream_decorated
-from pydantic import ValidationError
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from contracts.envelope import Envelope, Event, RawEnvelope
 from contracts.events import EVENTS_BY_TYPE
@@ -33,8 +39,16 @@ E = TypeVar("E", bound=Event)
 #: A handler gets the parsed event and its envelope (id, time, source).
 EventHandler = Callable[[Any, RawEnvelope], Awaitable[None]]
 
-HANDLER_ATTEMPTS = 3
+#: Attempts of a handler failing otherwise than on infrastructure, before dead-lettering.
+HANDLER_ATTEMPTS = 5
+#: Backoff between retries: the first delay, then doubling up to the cap.
+RETRY_FIRST_DELAY = 0.5
+RETRY_MAX_DELAY = 5.0
 DEDUP_TTL_SECONDS = 7 * 24 * 3600
+#: Set on dead-lettered messages with the dlq-* headers of ``contracts.topics``.
+DLQ_TIME_HEADER = "dlq-time"
+#: Set by ``stallctl dlq replay`` on a re-sent message: ``<topic>:<partition>:<offset>``.
+DLQ_REPLAYED_FROM_HEADER = "dlq-replayed-from"
 
 
 def make_broker(settings: CommonSettings) -> KafkaBroker:
@@ -102,6 +116,94 @@ async def publish_event(
     return envelope
 
 
+class UnprocessableEvent(Exception):
+    """Raised by a handler: this event can never be applied; it goes to the dead-letter topic."""
+
+
+#: Failures of what a consumer depends on: retried for as long as they last.
+_INFRA_ERRORS: tuple[type[BaseException], ...] = (
+    RedisConnectionError,  # also BusyLoadingError (Redis loading its data after a restart)
+    RedisTimeoutError,
+    ReadOnlyError,
+    KafkaError,
+    OSError,  # also ConnectionError and TimeoutError
+)
+#: Redis error replies that say the server cannot serve now, not that the command is wrong.
+_INFRA_REPLIES = ("OOM", "MISCONF", "BUSY", "MASTERDOWN", "NOREPLICAS", "TRYAGAIN", "CLUSTERDOWN")
+
+
+def is_infrastructure_failure(exc: BaseException) -> bool:
+    """True for a Redis, Kafka or network failure, also when it caused ``exc``."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _INFRA_ERRORS):
+            return True
+        if isinstance(current, ResponseError) and str(current).startswith(_INFRA_REPLIES):
+            return True
+        if current.__cause__ is not None:
+            current = current.__cause__
+        else:
+            current = None if current.__suppress_context__ else current.__context__
+    return False
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Type: message`` (some libraries' ``repr`` leaves the message out)."""
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+def retry_delay(attempt: int) -> float:
+    """Seconds before retry ``attempt`` (1, 2, ...): doubling from 0.5 s, capped, some jitter."""
+    delay = min(RETRY_MAX_DELAY, RETRY_FIRST_DELAY * float(2 ** min(attempt - 1, 16)))
+    return delay * random.uniform(0.8, 1.0)
+
+
+@dataclass
+class ConsumerStall:
+    """A consumer retrying an infrastructure failure: its last error, since when, how often."""
+
+    error: str
+    since: datetime
+    attempts: int
+
+
+class ConsumerHealth:
+    """Which consumers of one broker are stuck retrying an infrastructure failure."""
+
+    def __init__(self) -> None:
+        self._stalls: dict[str, ConsumerStall] = {}
+
+    def failed(self, consumer: str, error: BaseException) -> None:
+        """Record one more failed attempt of ``consumer``."""
+        stall = self._stalls.get(consumer)
+        if stall is None:
+            self._stalls[consumer] = ConsumerStall(describe_error(error), datetime.now(UTC), 1)
+        else:
+            stall.error, stall.attempts = describe_error(error), stall.attempts + 1
+
+    def recovered(self, consumer: str) -> None:
+        """``consumer`` moves again."""
+        if self._stalls.pop(consumer, None) is not None:
+            log.info("consumer recovered", extra={"consumer": consumer})
+
+    def stuck(self) -> dict[str, dict[str, Any]]:
+        """The stuck consumers, by name: last error, since when, attempts so far."""
+        return {
+            name: {"error": s.error, "since": s.since.isoformat(), "attempts": s.attempts}
+            for name, s in self._stalls.items()
+        }
+
+
+_HEALTH: weakref.WeakKeyDictionary[KafkaBroker, ConsumerHealth] = weakref.WeakKeyDictionary()
+
+
+def consumer_health(broker: KafkaBroker) -> ConsumerHealth:
+    """The health of the consumers registered on ``broker`` (what ``/readyz`` reports)."""
+    return _HEALTH.setdefault(broker, ConsumerHealth())
+
+
 async def dead_letter(
     broker: KafkaBroker,
     settings: CommonSettings,
@@ -110,7 +212,11 @@ async def dead_letter(
     reason: str,
     consumer: str,
 ) -> None:
-    """Send a message that can never be processed to the dead-letter topic with the reason."""
+    """Send a message that can never be processed to the dead-letter topic with the reason.
+
+    The body, key and headers stay as they were (``stallctl dlq replay`` re-sends them); the
+    ``dlq-*`` headers say why, from where and by whom.
+    """
     raw = message.raw_message
     source_topic = getattr(raw, "topic", "")
     log.warning(
@@ -118,10 +224,14 @@ async def dead_letter(
         extra={"reason": reason[:500], "source_topic": source_topic, "consumer": consumer},
     )
     headers = {
+        name: value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+        for name, value in getattr(raw, "headers", None) or ()
+    }
+    headers |= {
         DLQ_REASON_HEADER: reason[:1000],
         DLQ_SOURCE_TOPIC_HEADER: str(source_topic),
         DLQ_CONSUMER_HEADER: consumer,
-        "dlq-time": datetime.now(UTC).isoformat(),
+        DLQ_TIME_HEADER: datetime.now(UTC).isoformat(),
     }
     key = getattr(raw, "key", None)
     await broker.publish(
@@ -130,6 +240,142 @@ async def dead_letter(
         key=key if isinstance(key, bytes) else None,
         headers=headers,
     )
+
+
+class _ShuttingDown(Exception):
+    """The subscriber stops while a message waits for a retry."""
+
+
+class _EventConsumer:
+    """One consumer of ``subscribe_events``: each message is applied once or dead-lettered."""
+
+    def __init__(
+        self,
+        broker: KafkaBroker,
+        settings: CommonSettings,
+        redis: Redis,
+        *,
+        group_id: str,
+        handlers: Mapping[type[Event], EventHandler],
+        dedupe: bool,
+    ) -> None:
+        self.broker, self.settings, self.redis = broker, settings, redis
+        self.group_id, self.dedupe = group_id, dedupe
+        self.by_type = {model.event_type(): (model, h) for model, h in handlers.items()}
+        self.name = f"{settings.service_name}/{group_id}"
+        self.health = consumer_health(broker)
+        #: The FastStream subscriber; its ``running`` turns false when it is being stopped.
+        self.subscriber: Any = None
+
+    async def handle(self, message: KafkaMessage) -> None:
+        """Process one message, then commit; at shutdown mid-retry, leave it uncommitted."""
+        try:
+            await self._process(message)
+        except _ShuttingDown:
+            log.warning("stopping before the message was processed; it will come again")
+            with contextlib.suppress(Exception):
+                await message.nack()  # rewind to it; nothing is committed
+            return
+        try:
+            await message.ack()  # commits this offset (and those processed before it)
+        except (KafkaError, OSError) as exc:
+            # A rebalance or a broker outage: it comes again and is skipped as processed.
+            log.warning(
+                "offset commit failed", extra={"error": describe_error(exc), "consumer": self.name}
+            )
+
+    async def _process(self, message: KafkaMessage) -> None:
+        try:
+            envelope = RawEnvelope.from_bytes(message.body)
+        except ValueError as exc:  # pydantic's ValidationError included
+            await self._dead_letter(message, f"bad envelope: {exc}")
+            return
+        route = self.by_type.get(envelope.type)
+        if route is None:
+            if envelope.type not in EVENTS_BY_TYPE:
+                log.info("skipping unknown event type", extra={"type": envelope.type[:200]})
+            return
+        model, handler = route
+        try:
+            event = envelope.parse_data(model)
+        except ValueError as exc:
+            await self._dead_letter(message, f"bad {envelope.type}: {exc}")
+            return
+        await self._apply(message, envelope, event, handler)
+
+    async def _apply(
+        self, message: KafkaMessage, envelope: RawEnvelope, event: Event, handler: EventHandler
+    ) -> None:
+        dedup_key = self.settings.key("processed", self.group_id, envelope.id)
+        applied = False
+        failures = infra_failures = 0
+        while True:
+            try:
+                if not applied:
+                    if self.dedupe and await self.redis.exists(dedup_key):
+                        break
+                    await handler(event, envelope)
+                    applied = True
+                if self.dedupe:  # only once the handler succeeded
+                    await self.redis.set(dedup_key, b"1", ex=DEDUP_TTL_SECONDS)
+                break
+            except UnprocessableEvent as exc:
+                self.health.recovered(self.name)
+                await self._dead_letter(message, f"unprocessable {envelope.type}: {exc}")
+                return
+            except Exception as exc:
+                if is_infrastructure_failure(exc):
+                    infra_failures += 1
+                    await self._wait_out(exc, infra_failures)
+                    continue
+                if applied:  # the dedup mark could not be written: applied all the same
+                    log.error("dedup mark not written", extra={"error": describe_error(exc)})
+                    break
+                failures += 1
+                if failures >= HANDLER_ATTEMPTS:
+                    self.health.recovered(self.name)
+                    reason = f"handler failed {failures} times: {describe_error(exc)}"
+                    await self._dead_letter(message, reason)
+                    return
+                log.warning("handler failed, retrying", extra={"error": describe_error(exc)})
+                await self._pause(retry_delay(failures))
+        self.health.recovered(self.name)
+
+    async def _dead_letter(self, message: KafkaMessage, reason: str) -> None:
+        """Publish to the dead-letter topic, retrying until it is there."""
+        attempts = 0
+        while True:
+            try:
+                await dead_letter(
+                    self.broker, self.settings, message, reason=reason, consumer=self.name
+                )
+                break
+            except Exception as exc:  # never commit a message that is nowhere
+                attempts += 1
+                await self._wait_out(exc, attempts)
+        self.health.recovered(self.name)
+
+    async def _wait_out(self, exc: Exception, attempt: int) -> None:
+        """Mark the consumer stuck and wait before retrying an infrastructure failure."""
+        self.health.failed(self.name, exc)
+        level = logging.ERROR if attempt == 1 else logging.WARNING
+        log.log(
+            level,
+            "consumer waits for an infrastructure failure to pass; offset not committed",
+            extra={"consumer": self.name, "error": describe_error(exc), "attempt": attempt},
+        )
+        await self._pause(retry_delay(attempt))
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but raise :class:`_ShuttingDown` as soon as the subscriber is being stopped."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while self.subscriber is None or self.subscriber.running:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            await asyncio.sleep(min(remaining, 0.1))
+        raise _ShuttingDown
 
 
 def _raw_decoder(message: KafkaMessage) -> bytes:
@@ -146,72 +392,37 @@ def subscribe_events(
     handlers: Mapping[type[Event], EventHandler],
     dedupe: bool = True,
 ) -> None:
-    """Consume ``topics`` in ``group_id``: parse envelopes, route by type, dead-letter the rest.
+    """Consume ``topics`` in ``group_id``: parse envelopes, route by type, apply each event once.
 
-    Unknown event types are skipped (other consumers want them); a body that is not a valid
-    envelope or event, or a handler that keeps failing, goes to the dead-letter topic and
-    consumption goes on. With ``dedupe``, an event id already processed by the group is skipped.
+    Unknown event types are skipped (other consumers want them). Dead-lettered, and consumption
+    goes on: a body that is not a valid envelope or event, an event whose handler raises
+    :class:`UnprocessableEvent`, and one whose handler fails ``HANDLER_ATTEMPTS`` times
+    otherwise. A Redis, Kafka or network failure (:func:`is_infrastructure_failure`) is retried
+    with capped backoff for as long as it lasts, offset uncommitted; ``/readyz`` shows it. With
+    ``dedupe``, an event id the group processed already is skipped.
     """
-    by_type = {model.event_type(): (model, handler) for model, handler in handlers.items()}
-    consumer = f"{settings.service_name}/{group_id}"
-    full_topics = [settings.topic(TOPICS[t].name) for t in topics]
+    consumer = _EventConsumer(
+        broker, settings, redis, group_id=group_id, handlers=handlers, dedupe=dedupe
+    )
 
     async def handle(message: KafkaMessage) -> None:
-        body = message.body
-        try:
-            envelope = RawEnvelope.from_bytes(body)
-        except ValidationError as exc:
-            await dead_letter(
-                broker, settings, message, reason=f"bad envelope: {exc}", consumer=consumer
-            )
-            return
-        route = by_type.get(envelope.type)
-        if route is None:
-            if envelope.type not in EVENTS_BY_TYPE:
-                log.info("skipping unknown event type", extra={"type": envelope.type[:200]})
-            return
-        model, handler = route
-        try:
-            event = envelope.parse_data(model)
-        except ValidationError as exc:
-            await dead_letter(
-                broker, settings, message, reason=f"bad {envelope.type}: {exc}", consumer=consumer
-            )
-            return
-        dedup_key = settings.key("processed", group_id, envelope.id)
-        if dedupe and await redis.exists(dedup_key):
-            return
-        for attempt in range(1, HANDLER_ATTEMPTS + 1):
-            try:
-                await handler(event, envelope)
-                break
-            except Exception as exc:
-                if attempt == HANDLER_ATTEMPTS:
-                    await dead_letter(
-                        broker,
-                        settings,
-                        message,
-                        reason=f"handler failed {HANDLER_ATTEMPTS} times: {exc!r}",
-                        consumer=consumer,
-                    )
-                    return
-                log.warning("handler failed, retrying", extra={"error": repr(exc)})
-                await asyncio.sleep(0.2 * 2**attempt)
-        if dedupe:
-            await redis.set(dedup_key, b"1", ex=DEDUP_TTL_SECONDS)
+        await consumer.handle(message)
 
     # Skip FastAPI-style injection: the handler takes the raw message, parsed here.
     mark_faststream_decorated(handle)
-    broker.subscriber(
-        *full_topics,
+    # MANUAL: the offset is committed only once a message is applied or dead-lettered.
+    subscriber = broker.subscriber(
+        *[settings.topic(TOPICS[t].name) for t in topics],
         group_id=f"{settings.topic_prefix}{group_id}",
         auto_offset_reset="earliest",
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
-        ack_policy=AckPolicy.ACK,
+        ack_policy=AckPolicy.MANUAL,
         decoder=_raw_decoder,
-        title=f"{consumer}",
+        title=consumer.name,
         description=f"{settings.service_name} consumes {', '.join(topics)}",
-    )(handle)
+    )
+    subscriber(handle)
+    consumer.subscriber = subscriber
 
 
 async def ensure_topics(bootstrap_servers: str, prefix: str = "") -> list[str]:

@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from stallkit.auth import TokenVerifier
 from stallkit.clock import Clock
 from stallkit.logs import configure_logging
-from stallkit.messaging import make_broker, start_broker_when_reachable
+from stallkit.messaging import consumer_health, make_broker, start_broker_when_reachable
 from stallkit.problems import install_problem_handlers, problem_response
 from stallkit.settings import CommonSettings
 
@@ -74,7 +74,7 @@ def make_clock(settings: CommonSettings) -> Clock:
 
 
 def make_redis(settings: CommonSettings) -> Redis:
-    """A Redis client for the service."""
+    """A Redis client for the service (closing it closes its connection pool)."""
     pool = BlockingConnectionPool.from_url(
         settings.redis_url,
         max_connections=settings.redis_max_connections,
@@ -83,7 +83,7 @@ def make_redis(settings: CommonSettings) -> Redis:
         socket_timeout=5,
         health_check_interval=30,
     )
-    return Redis(connection_pool=pool)
+    return Redis.from_pool(pool)  # owns the pool: aclose() closes its connections too
 
 
 class _HttpMetrics:
@@ -146,15 +146,19 @@ def _ops_router(parts: ServiceParts, started: asyncio.Event) -> APIRouter:
 
     @router.get("/readyz", response_model=None)
     async def readyz(request: Request) -> JSONResponse:
-        """Readiness: Redis and the Kafka broker both answer."""
+        """Readiness: Redis and the Kafka broker answer; no consumer waits out a failure."""
         checks: dict[str, bool] = {"redis": False, "kafka": False, "started": started.is_set()}
         with contextlib.suppress(Exception):
             checks["redis"] = bool(await asyncio.wait_for(parts.redis.ping(), 1.0))
         with contextlib.suppress(Exception):
             checks["kafka"] = bool(await parts.broker.ping(timeout=1.0))
+        stuck = consumer_health(parts.broker).stuck()
+        checks["consumers"] = not stuck
         if all(checks.values()):
             return JSONResponse({"status": "ready", "checks": checks})
-        return problem_response(request, "service_unavailable", 503, checks=checks)
+        return problem_response(
+            request, "service_unavailable", 503, checks=checks, stuck_consumers=stuck
+        )
 
     @router.get("/metrics")
     async def metrics() -> Response:

@@ -1,0 +1,225 @@
+"""What a consumer retries, dead-letters and reports, with FastStream's in-memory test broker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+from aiokafka.errors import KafkaConnectionError
+from faststream.kafka import KafkaBroker, KafkaMessage, TestKafkaBroker
+from redis.exceptions import BusyLoadingError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from contracts.envelope import RawEnvelope
+from contracts.events import StallReleased
+from contracts.topics import DLQ_REASON_HEADER
+from stallkit import messaging
+from stallkit.messaging import (
+    HANDLER_ATTEMPTS,
+    RETRY_MAX_DELAY,
+    ConsumerHealth,
+    UnprocessableEvent,
+    consumer_health,
+    is_infrastructure_failure,
+    publish_event,
+    retry_delay,
+    subscribe_events,
+)
+from stallkit.settings import CommonSettings
+from stalltest.plugin import FakeRedis, unit_parts
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+
+
+def _chained(outer: Exception, inner: BaseException, *, suppress: bool = False) -> Exception:
+    try:
+        try:
+            raise inner
+        except BaseException as exc:
+            if suppress:
+                raise outer from None
+            raise outer from exc
+    except Exception as raised:
+        return raised
+
+
+@pytest.mark.parametrize(
+    ("error", "infrastructure"),
+    [
+        (RedisConnectionError("refused"), True),
+        (BusyLoadingError("loading the dataset"), True),
+        (KafkaConnectionError(), True),
+        (TimeoutError(), True),
+        (OSError("no route"), True),
+        (ResponseError("OOM command not allowed"), True),
+        (ResponseError("WRONGTYPE Operation against a key"), False),
+        (ValueError("bad data"), False),
+        (KeyError("missing"), False),
+        (_chained(RuntimeError("store failed"), RedisConnectionError("refused")), True),
+        (_chained(RuntimeError("bug"), RedisConnectionError(), suppress=True), False),
+    ],
+)
+def test_infrastructure_failures_are_told_from_bugs(error: Exception, infrastructure: bool) -> None:
+    assert is_infrastructure_failure(error) is infrastructure
+
+
+def test_retry_delay_doubles_and_is_capped() -> None:
+    assert 0.4 <= retry_delay(1) <= 0.5
+    assert 0.8 <= retry_delay(2) <= 1.0
+    assert all(0.8 * RETRY_MAX_DELAY <= retry_delay(n) <= RETRY_MAX_DELAY for n in (10, 40, 500))
+
+
+def test_consumer_health_names_the_stuck_consumer_until_it_recovers() -> None:
+    health = ConsumerHealth()
+    assert health.stuck() == {}
+    health.failed("reporting/reporting", RedisConnectionError("refused"))
+    health.failed("reporting/reporting", RedisConnectionError("still refused"))
+    stuck = health.stuck()
+    assert list(stuck) == ["reporting/reporting"]
+    assert stuck["reporting/reporting"]["attempts"] == 2
+    assert "still refused" in stuck["reporting/reporting"]["error"]
+    health.recovered("reporting/reporting")
+    assert health.stuck() == {}
+
+
+class FlakyRedis(FakeRedis):
+    """The fake Redis, whose named calls fail with a connection error a given number of times."""
+
+    def __init__(self, **failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def _maybe_fail(self, call: str) -> None:
+        if self.failures.get(call, 0) > 0:
+            self.failures[call] -= 1
+            raise RedisConnectionError(f"{call}: connection refused")
+
+    async def exists(self, *keys: str) -> int:
+        self._maybe_fail("exists")
+        return await super().exists(*keys)
+
+    async def set(self, key: str, value: Any, ex: int | None = None) -> bool:
+        self._maybe_fail("set")
+        return await super().set(key, value, ex=ex)
+
+
+@dataclass
+class Consumer:
+    broker: KafkaBroker
+    settings: CommonSettings
+    redis: FlakyRedis
+    dead_letters: list[KafkaMessage]
+    applied: list[str] = field(default_factory=list)
+    health_seen: list[dict[str, Any]] = field(default_factory=list)
+    behaviour: dict[str, BaseException] = field(default_factory=dict)
+
+    async def publish(self, stall: str, event_id: str) -> None:
+        event = StallReleased(
+            market_id="XZ-01",
+            stall_id=stall,
+            date=date(2026, 12, 7),
+            window_id="evening",
+            cause="cancelled",
+        )
+        await publish_event(self.broker, self.settings, event, time=NOW, event_id=event_id)
+
+
+@pytest.fixture
+async def consumer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setattr(messaging, "RETRY_FIRST_DELAY", 0.001)
+    redis = FlakyRedis(**getattr(request, "param", {}))
+    settings = CommonSettings(service_name="unit")
+    parts, dead_letters = unit_parts(settings, redis)
+    state = Consumer(parts.broker, settings, redis, dead_letters)
+
+    async def apply(event: StallReleased, envelope: RawEnvelope) -> None:
+        state.health_seen.append(consumer_health(parts.broker).stuck())
+        if failure := state.behaviour.get(event.stall_id):
+            raise failure
+        state.applied.append(envelope.id)
+
+    subscribe_events(
+        parts.broker,
+        settings,
+        redis,
+        topics=["bookings"],
+        group_id="ledger",
+        handlers={StallReleased: apply},
+    )
+
+    async def started() -> AsyncIterator[Consumer]:
+        async with TestKafkaBroker(parts.broker):
+            yield state
+
+    async for running in started():
+        yield running
+
+
+@pytest.mark.parametrize("consumer", [{"exists": 3}], indirect=True)
+async def test_a_failing_dedup_check_is_retried_not_acknowledged(consumer: Consumer) -> None:
+    await consumer.publish("XZ-01-C001", "evt-1")
+    assert consumer.applied == ["evt-1"]
+    assert consumer.redis.failures["exists"] == 0  # it took four checks
+    assert consumer_health(consumer.broker).stuck() == {}
+    assert consumer.dead_letters == []
+    assert "processed:ledger:evt-1" in consumer.redis.values
+
+
+@pytest.mark.parametrize("consumer", [{"set": 2}], indirect=True)
+async def test_the_dedup_mark_is_written_after_the_handler_and_it_runs_once(
+    consumer: Consumer,
+) -> None:
+    await consumer.publish("XZ-01-C001", "evt-1")
+    assert consumer.applied == ["evt-1"]  # the handler is not run again for a failed mark
+    assert "processed:ledger:evt-1" in consumer.redis.values
+    await consumer.publish("XZ-01-C001", "evt-1")  # redelivered: skipped
+    assert consumer.applied == ["evt-1"]
+
+
+async def test_a_handler_that_fails_on_redis_makes_the_consumer_stuck_until_it_passes(
+    consumer: Consumer,
+) -> None:
+    failures = iter([RedisConnectionError("refused"), RedisConnectionError("refused again")])
+
+    class FailTwice(dict[str, BaseException]):
+        def get(self, key: str, default: Any = None) -> Any:
+            return next(failures, None)
+
+    consumer.behaviour = FailTwice()
+    await consumer.publish("XZ-01-C001", "evt-1")
+    assert consumer.applied == ["evt-1"]
+    # Each retry saw the consumer stuck, with the last error; after success it recovered.
+    assert consumer.health_seen[0] == {}
+    assert "ConnectionError: refused" in consumer.health_seen[1]["unit/ledger"]["error"]
+    assert consumer.health_seen[2]["unit/ledger"]["attempts"] == 2
+    assert consumer_health(consumer.broker).stuck() == {}
+    assert consumer.dead_letters == []
+
+
+async def test_an_unprocessable_event_is_dead_lettered_at_once(consumer: Consumer) -> None:
+    consumer.behaviour["XZ-01-C404"] = UnprocessableEvent("stall XZ-01-C404 does not exist")
+    await consumer.publish("XZ-01-C404", "evt-404")
+    await consumer.publish("XZ-01-C001", "evt-ok")
+    assert consumer.applied == ["evt-ok"]
+    assert len(consumer.health_seen) == 2  # one try only
+    [dead] = consumer.dead_letters
+    assert dead.headers[DLQ_REASON_HEADER].startswith("unprocessable ")
+    assert "XZ-01-C404 does not exist" in dead.headers[DLQ_REASON_HEADER]
+    assert dead.headers["ce_id"] == "evt-404"  # the original headers travel along
+    assert "processed:ledger:evt-404" not in consumer.redis.values
+
+
+async def test_a_handler_bug_is_retried_a_few_times_then_dead_lettered(consumer: Consumer) -> None:
+    consumer.behaviour["XZ-01-C500"] = ZeroDivisionError("division by zero")
+    await consumer.publish("XZ-01-C500", "evt-bug")
+    await consumer.publish("XZ-01-C001", "evt-ok")
+    assert consumer.applied == ["evt-ok"]
+    assert len(consumer.health_seen) == HANDLER_ATTEMPTS + 1
+    assert all(seen == {} for seen in consumer.health_seen)  # a bug is not an outage
+    [dead] = consumer.dead_letters
+    assert dead.headers[DLQ_REASON_HEADER].startswith(f"handler failed {HANDLER_ATTEMPTS} times")
