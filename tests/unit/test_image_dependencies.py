@@ -42,7 +42,9 @@ def image_packages(service: str) -> set[str]:
         package = packages[name]
         if name not in seen:
             seen.add(name)
-            todo += [(d["name"], tuple(d.get("extra", ()))) for d in package.get("dependencies", [])]
+            todo += [
+                (d["name"], tuple(d.get("extra", ()))) for d in package.get("dependencies", [])
+            ]
         for extra in extras:
             optional = package.get("optional-dependencies", {}).get(extra, [])
             todo += [(d["name"], tuple(d.get("extra", ()))) for d in optional]
