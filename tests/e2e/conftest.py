@@ -18,8 +18,8 @@ import pytest
 
 from stallctl import procs
 from stallctl.runtime import INFRA, SERVICES, pid_alive, tail
-from stallkit.auth import Role, mint_token
-from stallkit.settings import DEV_JWT_SECRET
+from stallkit.auth import Role
+from stalltest.tokens import bearer, dev_token
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Variables that would make the runner use something other than its own broker and redis.
@@ -30,6 +30,10 @@ SCRUBBED = (
     "STALL_REDIS_PREFIX",
     "STALL_DATA_DIR",
     "STALL_JWT_SECRET",
+    "STALL_TOKEN_JWKS",
+    "STALL_TOKEN_JWKS_FILE",
+    "STALL_STAFF_SIGNING_KEY",
+    "ALLOCATION_TOKEN_SIGNING_KEY",
     "STALL_MODE",
 )
 
@@ -211,7 +215,4 @@ def runner_factory(tmp_path: Path) -> Iterator[Any]:
 @pytest.fixture
 def admin_headers() -> dict[str, str]:
     """Authorization header with a development admin token."""
-    token = mint_token(
-        DEV_JWT_SECRET, sub="e2e", role=Role.ADMIN, now=datetime.now(UTC), ttl_seconds=3600
-    )
-    return {"Authorization": f"Bearer {token}"}
+    return bearer(dev_token(Role.ADMIN, "e2e", now=datetime.now(UTC)))

@@ -16,9 +16,10 @@ from pydantic import ValidationError
 
 from stallctl import procs
 from stallctl.dlq import app as dlq_app
-from stallkit.auth import Role, mint_token
-from stallkit.clock import Clock
-from stallkit.settings import CommonSettings
+from stallctl.keytool import KeyKind, merged_jwks, new_key_pair
+from stallctl.tokens import StaffSettings, staff_token
+from stallkit.auth import AUDIENCES, Role
+from stallkit.settings import RETIRED_JWT_SECRET_MESSAGE, CommonSettings
 
 app = typer.Typer(
     name="stallctl",
@@ -30,12 +31,20 @@ app.add_typer(dlq_app, name="dlq")
 
 
 class RoleChoice(StrEnum):
-    """Roles a token can carry."""
+    """Roles a staff token can carry (vendor tokens come from allocation's login)."""
 
     ADMIN = "admin"
     PATROL = "patrol"
     DISTRICT = "district"
-    VENDOR = "vendor"
+
+
+class AudienceChoice(StrEnum):
+    """Services a token can be for."""
+
+    ALLOCATION = "allocation"
+    WINDOWS = "windows"
+    INSPECTION = "inspection"
+    REPORTING = "reporting"
 
 
 def _settings() -> CommonSettings:
@@ -46,12 +55,14 @@ def _settings() -> CommonSettings:
         raise typer.Exit(2) from exc
 
 
-def _clock(settings: CommonSettings) -> Clock:
-    return Clock(
-        offset_seconds=settings.clock_offset_seconds,
-        speed=settings.clock_speed,
-        anchor=settings.clock_anchor,
-    )
+def _staff_settings() -> StaffSettings:
+    if os.environ.get("STALL_JWT_SECRET"):
+        typer.echo(f"note: {RETIRED_JWT_SECRET_MESSAGE}: ignoring it", err=True)
+    try:
+        return StaffSettings()
+    except ValidationError as exc:
+        typer.echo(f"invalid settings in the environment: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
 
 PortOption = Annotated[int | None, typer.Option(min=1, max=65535, show_default=False)]
@@ -158,26 +169,76 @@ def _die_with_uv_wrapper() -> None:
 @app.command()
 def token(
     role: Annotated[RoleChoice, typer.Option(help="Role the token carries.")],
-    sub: Annotated[str, typer.Option(help="Subject: user or vendor id.")],
+    sub: Annotated[str, typer.Option(help="Subject: the staff member's id.")],
     district: Annotated[
         str | None, typer.Option(help="District of a staff member, e.g. xiangzhou.")
     ] = None,
     ttl: Annotated[int, typer.Option(min=1, help="Lifetime in seconds.")] = 28800,
+    audience: Annotated[
+        list[AudienceChoice] | None,
+        typer.Option(
+            help="A service the token is for (repeatable). Default: all four.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Print a bearer token signed with STALL_JWT_SECRET (or the development secret)."""
-    settings = _settings()
+    """Print a staff token signed with STALL_STAFF_SIGNING_KEY (or the development key)."""
+    if not sub.strip():
+        raise typer.BadParameter("must not be empty", param_hint="--sub")
+    staff = _staff_settings()
     if role in (RoleChoice.PATROL, RoleChoice.DISTRICT) and not district:
         typer.echo(f"note: a {role.value} token usually carries --district", err=True)
     typer.echo(
-        mint_token(
-            settings.jwt_secret,
-            sub=sub,
+        staff_token(
+            staff.signing_key(),
             role=Role(role.value),
-            now=_clock(settings).now(),
+            sub=sub,
+            now=staff.clock().now(),
             ttl_seconds=ttl,
             district=district,
+            audience=[a.value for a in audience] if audience else AUDIENCES,
         )
     )
+
+
+@app.command()
+def jwks(
+    merge: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--with",
+            help=(
+                "Add the keys of another JWKS: a file, an http(s) URL (allocation's "
+                "/.well-known/jwks.json) or the JSON itself. Repeatable."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Print the staff key's public JWKS (with --with: merged, the value of STALL_TOKEN_JWKS)."""
+    staff = _staff_settings()
+    try:
+        typer.echo(merged_jwks(staff.signing_key(), merge or []))
+    except ValueError as exc:
+        typer.echo(f"✗ {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+def keygen(
+    kind: Annotated[
+        KeyKind,
+        typer.Argument(
+            help="vendor-tokens (allocation), staff-tokens (stallctl) or stall-codes.",
+            show_default=False,
+        ),
+    ],
+) -> None:
+    """Print a new Ed25519 key pair: line 1 the private setting, line 2 its public part."""
+    private, public, note = new_key_pair(kind)
+    typer.echo(private)
+    typer.echo(public)
+    typer.echo(note, err=True)
 
 
 @app.command()
@@ -194,8 +255,8 @@ def seed(
     """Load the seed catalogue into a running allocation service."""
     from stallctl.runtime import StartupError, admin_token, seed_catalogue
 
-    settings = _settings()
-    token_ = admin_token(settings.jwt_secret, _clock(settings).now())
+    staff = _staff_settings()
+    token_ = admin_token(staff.clock().now(), key=staff.signing_key())
     try:
         answer = seed_catalogue(url, token_, path=file, timeout=timeout)
     except (StartupError, OSError, ValidationError) as exc:

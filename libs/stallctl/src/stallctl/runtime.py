@@ -36,7 +36,7 @@ from stallctl.children import RUN_HEADER, Child, pid_alive, signals_ignored, sto
 from stallctl.errors import StartupError
 from stallctl.ports import INFRA, SERVICES, Ports, cmdline, port_owner
 from stallctl.seeding import admin_token, seed_catalogue, service_clock
-from stallkit.settings import DEV_JWT_SECRET
+from stallctl.tokens import StaffSettings
 from stallkit.topics import ensure_topics_when_reachable
 
 __all__ = [
@@ -126,11 +126,14 @@ class EmbeddedSystem:
 
     def _child_env(self) -> dict[str, str]:
         env = dict(self.environ)
+        env.pop("STALL_STAFF_SIGNING_KEY", None)  # stallctl's own: no service holds it
         defaults = {
             "STALL_MODE": "dev",
             "STALL_CLOCK_ANCHOR": repr(time.time()),
             "PYTHONUNBUFFERED": "1",
         }
+        if env.get("STALL_MODE") == "prod":  # production runs on real time (no anchor)
+            del defaults["STALL_CLOCK_ANCHOR"]
         for key, value in defaults.items():
             env.setdefault(key, value)
         env["KAFKA_BOOTSTRAP_SERVERS"] = self.kafka_bootstrap
@@ -341,8 +344,11 @@ class EmbeddedSystem:
 
     def _seed(self) -> None:
         clock = service_clock(self.child_env)
-        secret = self.child_env.get("STALL_JWT_SECRET") or DEV_JWT_SECRET
-        token = admin_token(secret, clock.now())
+        try:
+            key = StaffSettings.from_environ(self.environ).signing_key()
+        except ValueError as exc:  # a ValidationError of the staff settings
+            raise StartupError(f"cannot sign the seeding token: {exc}") from exc
+        token = admin_token(clock.now(), key=key)
         started = time.monotonic()
         try:
             self.seed_result = seed_catalogue(self.url("allocation"), token, path=self.seed_file)

@@ -11,8 +11,10 @@ from typing import Any
 import httpx
 
 from stallctl.errors import StartupError
-from stallkit.auth import Role, mint_token
+from stallctl.tokens import dev_staff_key, staff_token
+from stallkit.auth import Role
 from stallkit.clock import Clock
+from stallkit.keys import SigningKey
 
 SEED_TIMEOUT_SECONDS = 60.0
 CATALOGUE_PATH = "/v1/admin/catalogue"
@@ -28,9 +30,10 @@ def service_clock(environ: Mapping[str, str]) -> Clock:
     )
 
 
-def admin_token(secret: str, now: datetime, ttl_seconds: int = 3600) -> str:
-    """A short-lived admin token for the runtime's own calls (seeding)."""
-    return mint_token(secret, sub="stallctl", role=Role.ADMIN, now=now, ttl_seconds=ttl_seconds)
+def admin_token(now: datetime, ttl_seconds: int = 3600, key: SigningKey | None = None) -> str:
+    """A short-lived admin token for the runtime's own calls (seeding); dev staff key by default."""
+    key = key or dev_staff_key()
+    return staff_token(key, role=Role.ADMIN, sub="stallctl", now=now, ttl_seconds=ttl_seconds)
 
 
 def seed_catalogue(

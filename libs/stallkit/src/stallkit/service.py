@@ -25,7 +25,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from stallkit.auth import TokenVerifier
+from stallkit.auth import install_token_verifier, whoami_router
 from stallkit.clock import Clock
 from stallkit.logs import configure_logging
 from stallkit.messaging import consumer_health, make_broker, start_broker_when_reachable
@@ -215,7 +215,7 @@ def build_service(
     )
     app.state.settings = parts.settings
     app.state.clock = parts.clock
-    app.state.token_verifier = TokenVerifier(parts.settings.jwt_secret, parts.clock)
+    install_token_verifier(app, parts.settings, parts.clock)
     app.state.redis = parts.redis
     app.state.broker = parts.broker
     install_problem_handlers(app)
@@ -224,6 +224,7 @@ def build_service(
     # first, as given) before the operational ones.
     for router in routers:
         app.include_router(router)
+    app.include_router(whoami_router(parts.settings.token_audience))
     app.include_router(_ops_router(parts, started))
 
     async def connect(broker: KafkaBroker) -> None:

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789"
+from stallkit.devkeys import DEV_TOKEN_PUBLIC_KEYS, dev_token_jwks
+from stallkit.keys import TokenKeys
+
+RETIRED_JWT_SECRET_MESSAGE = (
+    "STALL_JWT_SECRET is no longer used (tokens are signed with Ed25519 keys by their issuers "
+    "and verified with the public keys in STALL_TOKEN_JWKS)"
+)
 
 
 class Mode(StrEnum):
@@ -28,7 +35,9 @@ class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
     #: Secrets whose development value must not be used outside dev mode.
-    dev_secrets: ClassVar[dict[str, str]] = {"jwt_secret": DEV_JWT_SECRET}
+    dev_secrets: ClassVar[dict[str, str]] = {}
+    #: The name a token's ``aud`` must list for this service to accept it.
+    token_audience: ClassVar[str] = "service"
 
     service_name: str = "service"
     mode: Mode = Field(default=Mode.DEV, validation_alias=_env("STALL_MODE"))
@@ -49,7 +58,25 @@ class CommonSettings(BaseSettings):
         validation_alias=_env("STALL_REDIS_PREFIX"),
         description="Prefix for every Redis key (test isolation); empty in production.",
     )
-    jwt_secret: str = Field(default=DEV_JWT_SECRET, validation_alias=_env("STALL_JWT_SECRET"))
+    token_jwks: str = Field(
+        default="",
+        validation_alias=_env("STALL_TOKEN_JWKS"),
+        description=(
+            "JWKS (JSON) of the public keys that verify bearer tokens: allocation's vendor-token "
+            "key and the staff key of `stallctl`. Development mode defaults to the dev keys."
+        ),
+    )
+    token_jwks_file: Path | None = Field(
+        default=None,
+        validation_alias=_env("STALL_TOKEN_JWKS_FILE"),
+        description="A file holding that JWKS, instead of STALL_TOKEN_JWKS.",
+    )
+    retired_jwt_variable_set: bool = Field(
+        default=False,
+        validation_alias=_env("STALL_JWT_SECRET"),
+        exclude=True,
+        description="Whether the retired STALL_JWT_SECRET is set (its value is never kept).",
+    )
     jwt_ttl_seconds: int = Field(default=8 * 3600, validation_alias=_env("STALL_JWT_TTL_SECONDS"))
     clock_offset_seconds: float = Field(
         default=0.0, validation_alias=_env("STALL_CLOCK_OFFSET_SECONDS")
@@ -65,17 +92,48 @@ class CommonSettings(BaseSettings):
     )
     log_level: str = Field(default="INFO", validation_alias=_env("STALL_LOG_LEVEL"))
 
+    @field_validator("retired_jwt_variable_set", mode="before")
+    @classmethod
+    def _forget_the_secret(cls, value: Any) -> bool:
+        return bool(value.strip()) if isinstance(value, str) else bool(value)
+
     @model_validator(mode="after")
     def _refuse_dev_secrets(self) -> CommonSettings:
+        keys = self.token_keys()  # a JWKS that does not parse is refused in every mode
         if self.mode is Mode.PROD:
             for field, dev_value in self.dev_secrets.items():
                 if getattr(self, field) == dev_value:
                     raise ValueError(
                         f"{field} still has its development value; set it in production"
                     )
-            if len(self.jwt_secret) < 32:
-                raise ValueError("jwt_secret must be at least 32 characters in production")
+            if self.retired_jwt_variable_set:
+                raise ValueError(f"{RETIRED_JWT_SECRET_MESSAGE}: remove it")
+            if not self.token_jwks and self.token_jwks_file is None:
+                raise ValueError(
+                    "STALL_TOKEN_JWKS (or STALL_TOKEN_JWKS_FILE) is required in production"
+                )
+            dev = sorted(k.kid for k in keys.values() if k.x in DEV_TOKEN_PUBLIC_KEYS)
+            if dev:
+                raise ValueError(
+                    f"the token JWKS trusts development keys ({', '.join(dev)}), whose private "
+                    "halves are public: use keys from `stallctl keygen` in production"
+                )
+            if self.clock_offset_seconds or self.clock_speed != 1 or self.clock_anchor is not None:
+                raise ValueError(
+                    "STALL_CLOCK_OFFSET_SECONDS, STALL_CLOCK_SPEED and STALL_CLOCK_ANCHOR are for "
+                    "development and demos; production runs on real time"
+                )
         return self
+
+    def token_keys(self) -> TokenKeys:
+        """The public keys that verify tokens (the development keys by default in dev mode)."""
+        if self.token_jwks and self.token_jwks_file is not None:
+            raise ValueError("set STALL_TOKEN_JWKS or STALL_TOKEN_JWKS_FILE, not both")
+        if self.token_jwks_file is not None:
+            return TokenKeys.from_file(self.token_jwks_file)
+        if self.token_jwks:
+            return TokenKeys.parse(self.token_jwks)
+        return TokenKeys.parse(dev_token_jwks())
 
     def topic(self, name: str) -> str:
         """Full topic name with this deployment's prefix."""

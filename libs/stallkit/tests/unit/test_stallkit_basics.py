@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from stallkit.auth import Role, mint_token, verify_token
 from stallkit.clock import Clock, local_datetime
 from stallkit.problems import ProblemError, install_problem_handlers
-from stallkit.settings import DEV_JWT_SECRET, CommonSettings
+from stallkit.settings import CommonSettings
 
 pytestmark = pytest.mark.unit
-
-SECRET = "x" * 40
 
 
 def test_clock_offset_and_speed() -> None:
@@ -34,32 +31,6 @@ def test_clock_offset_and_speed() -> None:
 def test_local_datetime_is_shanghai_time() -> None:
     when = local_datetime(datetime(2026, 12, 7).date(), 17 * 60 + 30)
     assert when.astimezone(UTC) == datetime(2026, 12, 7, 9, 30, tzinfo=UTC)
-
-
-def test_token_round_trip_and_rejections() -> None:
-    now = datetime(2026, 12, 7, tzinfo=UTC)
-    token = mint_token(
-        SECRET, sub="p-1", role=Role.PATROL, now=now, ttl_seconds=60, district="doumen"
-    )
-    principal = verify_token(SECRET, token, now=now + timedelta(seconds=30))
-    assert (principal.sub, principal.role, principal.district) == ("p-1", Role.PATROL, "doumen")
-    with pytest.raises(ProblemError) as expired:
-        verify_token(SECRET, token, now=now + timedelta(seconds=61))
-    assert expired.value.code == "token_expired"
-    with pytest.raises(ProblemError) as forged:
-        verify_token("y" * 40, token, now=now)
-    assert forged.value.code == "unauthorized"
-    with pytest.raises(ProblemError):
-        verify_token(SECRET, token + "x", now=now)
-
-
-def test_production_refuses_development_secrets() -> None:
-    with pytest.raises(ValidationError, match="development value"):
-        CommonSettings(mode="prod", jwt_secret=DEV_JWT_SECRET)
-    with pytest.raises(ValidationError, match="32 characters"):
-        CommonSettings(mode="prod", jwt_secret="short")
-    assert CommonSettings(mode="prod", jwt_secret=SECRET).jwt_secret == SECRET
-    assert CommonSettings().jwt_secret == DEV_JWT_SECRET  # dev mode allows it
 
 
 def test_settings_prefixes_isolate_topics_and_keys() -> None:

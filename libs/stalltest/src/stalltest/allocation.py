@@ -22,9 +22,10 @@ from allocation.config import AllocationSettings
 from allocation.domain.model import PriorityGroup, Vendor
 from contracts.catalogue import Catalogue, Category, District, Location, Market, MarketWindow, Stall
 from stallctl import procs
-from stallkit.auth import Role, mint_token
+from stallkit.auth import Role
 from stallkit.clock import MARKET_TZ, Clock
 from stalltest.plugin import Isolation
+from stalltest.tokens import dev_token
 
 _HASH = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1).hash("password123")
 _counter = itertools.count(1)
@@ -97,10 +98,9 @@ class RunningAllocation:
         return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30, **kwargs)
 
     def token(self, sub: str, role: Role = Role.VENDOR, ttl: int = 30 * 86400) -> str:
-        """A token signed with the service's secret."""
-        return mint_token(
-            self.settings.jwt_secret, sub=sub, role=role, now=self.clock.now(), ttl_seconds=ttl
-        )
+        """A development-key token, issued long ago (tests move the clock back and forth)."""
+        now = self.clock.now()
+        return dev_token(role, sub, now=now, ttl_seconds=ttl, issued_at=now - timedelta(days=365))
 
     async def vendor(
         self,
@@ -147,10 +147,9 @@ async def serve(settings: AllocationSettings) -> AsyncIterator[RunningAllocation
                 break
             await asyncio.sleep(0.05)
         assert server.started, "allocation did not start"
-        admin = mint_token(
-            settings.jwt_secret, sub="admin", role=Role.ADMIN, now=allocation.clock.now(),
-            ttl_seconds=365 * 86400,
-        )  # fmt: skip
+        now, year = allocation.clock.now(), timedelta(days=365)
+        admin = dev_token(Role.ADMIN, "admin", now=now, ttl_seconds=year.days * 86400,
+                          issued_at=now - year)  # fmt: skip
         yield RunningAllocation(f"http://127.0.0.1:{port}", asgi, allocation, settings, admin)
     finally:
         server.should_exit = True

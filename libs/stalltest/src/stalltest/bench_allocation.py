@@ -32,9 +32,9 @@ from allocation.domain.model import PriorityGroup, Vendor
 from contracts.catalogue import Category
 from contracts.seed import load_catalogue
 from stallctl import procs
-from stallkit.auth import Role, mint_token
+from stallkit.auth import Role
 from stallkit.clock import MARKET_TZ
-from stallkit.settings import DEV_JWT_SECRET
+from stalltest.tokens import dev_token
 
 BARE_KEY = "bench:bare:counter"
 #: Bookable days ahead: enough distinct (stall, day) pairs that every request can succeed.
@@ -234,7 +234,7 @@ async def run(seconds: int, concurrency: int) -> tuple[Result, Result]:
         await _wait_ready(f"{alloc}/readyz")
         await _wait_ready(f"http://127.0.0.1:{bare_port}/docs")
         catalogue = load_catalogue()
-        admin = mint_token(DEV_JWT_SECRET, sub="bench", role=Role.ADMIN, now=now, ttl_seconds=86400)
+        admin = dev_token(Role.ADMIN, "bench", now=now, ttl_seconds=86400)
         async with httpx.AsyncClient(timeout=60) as client:
             response = await client.put(
                 f"{alloc}/v1/admin/catalogue",
@@ -250,10 +250,7 @@ async def run(seconds: int, concurrency: int) -> tuple[Result, Result]:
         stalls = [s.id for s in catalogue.stalls if s.market_id in daily_evening]
         days = [now.date() + timedelta(days=d) for d in range(HORIZON_DAYS)]
         vendors = await _vendors(env["REDIS_URL"], len(stalls), now)
-        tokens = [
-            mint_token(DEV_JWT_SECRET, sub=v, role=Role.VENDOR, now=now, ttl_seconds=86400)
-            for v in vendors
-        ]
+        tokens = [dev_token(Role.VENDOR, v, now=now, ttl_seconds=86400) for v in vendors]
         # Vendor i books stall i, day after day: every request can succeed, none overlap.
         request_file = work / "requests.tsv"
         with request_file.open("w") as out:

@@ -65,6 +65,7 @@ def create_app(settings: AllocationSettings | None = None) -> FastStreamAPI:
         routers=[
             http_bookings.router,  # the hot path first: routes are matched in order
             http_vendors.router,
+            http_vendors.jwks_router,
             http_catalogue.router,
             http_admin.router,
         ],

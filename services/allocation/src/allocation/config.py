@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-import base64
 from typing import ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from stallkit.settings import DEV_JWT_SECRET, CommonSettings
+from stallkit.keys import Issuer, SigningKey, canonical_seed
+from stallkit.settings import CommonSettings
 
-#: base64 of b"dev-only-stall-code-seed-32bytes": the development Ed25519 seed for stall codes.
+# Development Ed25519 seeds: public knowledge, refused in production. Their public halves are
+# literals in stallkit.devkeys, which the other services trust in development mode.
+#: base64 of b"dev-only-stall-code-seed-32bytes": signs stall codes.
 DEV_STALL_CODE_SEED_B64 = "ZGV2LW9ubHktc3RhbGwtY29kZS1zZWVkLTMyYnl0ZXM="
+#: base64 of b"dev-only-allocation-token-seed!!": signs vendor tokens.
+DEV_VENDOR_TOKEN_SEED_B64 = "ZGV2LW9ubHktYWxsb2NhdGlvbi10b2tlbi1zZWVkISE="
+
+#: The services a vendor token is for: vendors use allocation's API only (the brief's table);
+#: inspection's and reporting's routes are for staff.
+VENDOR_TOKEN_AUDIENCE: tuple[str, ...] = ("allocation",)
 
 
 class AllocationSettings(CommonSettings):
@@ -22,14 +30,23 @@ class AllocationSettings(CommonSettings):
     )
 
     dev_secrets: ClassVar[dict[str, str]] = {
-        "jwt_secret": DEV_JWT_SECRET,
         "stall_code_signing_key": DEV_STALL_CODE_SEED_B64,
+        "token_signing_key": DEV_VENDOR_TOKEN_SEED_B64,
     }
+    token_audience: ClassVar[str] = "allocation"
 
     service_name: str = "allocation"
     stall_code_signing_key: str = Field(
         default=DEV_STALL_CODE_SEED_B64,
         description="base64 of the 32-byte Ed25519 seed that signs stall codes.",
+    )
+    token_signing_key: str = Field(
+        default=DEV_VENDOR_TOKEN_SEED_B64,
+        repr=False,
+        description=(
+            "base64 of the 32-byte Ed25519 seed that signs vendor tokens "
+            "(ALLOCATION_TOKEN_SIGNING_KEY); its public key must be in STALL_TOKEN_JWKS."
+        ),
     )
     weekly_cap: int = Field(default=5, ge=1, description="Bookings per vendor per ISO week.")
     priority_horizon_days: int = Field(
@@ -59,13 +76,21 @@ class AllocationSettings(CommonSettings):
     argon2_time_cost: int = Field(default=2, ge=1)
     argon2_memory_kib: int = Field(default=19 * 1024, ge=8 * 1024)
 
-    @field_validator("stall_code_signing_key")
+    @field_validator("stall_code_signing_key", "token_signing_key")
     @classmethod
-    def _seed_is_32_bytes(cls, value: str) -> str:
-        try:
-            raw = base64.b64decode(value, validate=True)
-        except ValueError as exc:
-            raise ValueError("stall_code_signing_key must be base64") from exc
-        if len(raw) != 32:
-            raise ValueError("stall_code_signing_key must decode to 32 bytes")
-        return value
+    def _seed_is_32_bytes(cls, value: str, info: ValidationInfo) -> str:
+        return canonical_seed(value, info.field_name or "seed")
+
+    @model_validator(mode="after")
+    def _vendor_key_is_trusted(self) -> AllocationSettings:
+        kid = self.vendor_token_key().kid
+        if kid not in self.token_keys():
+            raise ValueError(
+                f"the public key of token_signing_key (kid {kid}) is not in STALL_TOKEN_JWKS: "
+                "vendor tokens would be refused; add allocation's /.well-known/jwks.json to it"
+            )
+        return self
+
+    def vendor_token_key(self) -> SigningKey:
+        """The key that signs vendor tokens."""
+        return SigningKey.from_seed(Issuer.ALLOCATION, self.token_signing_key)

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from stallkit.auth import Role, mint_token
+from stallkit.auth import Role
 from stalltest.allocation import (
     MONDAY,
     RunningAllocation,
@@ -26,6 +26,7 @@ from stalltest.allocation import (
     small_catalogue,
 )
 from stalltest.plugin import Infra, Isolation
+from stalltest.tokens import dev_token, forged_token
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +65,6 @@ async def api(infra: Infra) -> AsyncIterator[RunningAllocation]:
 def token_for(api: RunningAllocation, who: str) -> str | None:
     """A bearer token of the given kind (``None``: no Authorization header)."""
     now = api.clock.now()
-    secret = api.settings.jwt_secret
     match who:
         case "none":
             return None
@@ -73,8 +73,7 @@ def token_for(api: RunningAllocation, who: str) -> str | None:
         case "admin":
             return api.token("admin", Role.ADMIN)
         case "patrol":
-            return mint_token(secret, sub="p1", role=Role.PATROL, now=now, ttl_seconds=600,
-                              district="xiangzhou")  # fmt: skip
+            return dev_token(Role.PATROL, "p1", now=now, ttl_seconds=600, district="xiangzhou")
         case "garbage":
             return "not-a-token"
         case "three-dots":
@@ -82,11 +81,9 @@ def token_for(api: RunningAllocation, who: str) -> str | None:
         case "expired":
             return api.token("vd_nobody", ttl=-60)
         case "wrong-signature":
-            return mint_token("another-secret-that-is-long-enough-0123", sub="vd_nobody",
-                              role=Role.VENDOR, now=now, ttl_seconds=600)  # fmt: skip
+            return forged_token(Role.VENDOR, "vd_nobody", now=now, ttl_seconds=600)
         case "forged-admin":
-            return mint_token("another-secret-that-is-long-enough-0123", sub="admin",
-                              role=Role.ADMIN, now=now, ttl_seconds=600)  # fmt: skip
+            return forged_token(Role.ADMIN, "admin", now=now, ttl_seconds=600)
     raise AssertionError(who)
 
 
@@ -396,13 +393,7 @@ async def test_problem_language_follows_accept_language(
 
 async def test_token_expiry_follows_the_service_clock(api: RunningAllocation) -> None:
     """A token that expired an hour ago on the service clock is refused, even for an admin."""
-    stale = mint_token(
-        api.settings.jwt_secret,
-        sub="admin",
-        role=Role.ADMIN,
-        now=api.clock.now() - timedelta(hours=2),
-        ttl_seconds=3600,
-    )
+    stale = dev_token(Role.ADMIN, "admin", now=api.clock.now() - timedelta(hours=2))
     async with api.client(stale) as c:
         response = await c.get("/v1/admin/stalls/XZ-91-C001/code")
     assert_problem(response, 401, "token_expired")

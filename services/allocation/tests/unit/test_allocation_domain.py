@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -12,7 +13,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
 from allocation.adapters.catalogue_store import window_signature
-from allocation.config import DEV_STALL_CODE_SEED_B64, AllocationSettings
+from allocation.config import (
+    DEV_STALL_CODE_SEED_B64,
+    DEV_VENDOR_TOKEN_SEED_B64,
+    AllocationSettings,
+)
 from allocation.domain import stall_codes
 from allocation.domain.errors import IllegalTransition, Rejected
 from allocation.domain.model import (
@@ -37,15 +42,20 @@ from allocation.domain.rules import (
 )
 from contracts.catalogue import Category, District, Location, Market, MarketWindow
 from stallkit.clock import MARKET_TZ
-from stallkit.settings import DEV_JWT_SECRET
+from stallkit.devkeys import dev_token_jwks
+from stallkit.keys import Issuer, SigningKey
+from stalltest.tokens import fresh_key, jwks_of
 
 pytestmark = pytest.mark.unit
 
 MONDAY = date(2026, 12, 7)
 SATURDAY = MONDAY + timedelta(days=5)
 POLICY = Policy()
-PROD_JWT = "a-production-jwt-secret-of-at-least-32-chars"
 PROD_SEED = base64.b64encode(b"p" * 32).decode()
+PROD_VENDOR_SEED = base64.b64encode(b"v" * 32).decode()
+PROD_JWKS = jwks_of(
+    SigningKey.from_seed(Issuer.ALLOCATION, PROD_VENDOR_SEED), fresh_key(Issuer.STAFF)
+)
 
 
 def local(day: date, hour: int, minute: int = 0, second: int = 0) -> datetime:
@@ -309,33 +319,44 @@ def test_code_signed_by_another_key_does_not_verify() -> None:
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No deployment variables leak into the settings under test."""
-    for name in ("STALL_MODE", "STALL_JWT_SECRET", "ALLOCATION_STALL_CODE_SIGNING_KEY"):
+    for name in (
+        "STALL_MODE", "STALL_JWT_SECRET", "STALL_TOKEN_JWKS", "STALL_TOKEN_JWKS_FILE",
+        "ALLOCATION_STALL_CODE_SIGNING_KEY", "ALLOCATION_TOKEN_SIGNING_KEY",
+    ):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
 
 
 @pytest.mark.usefixtures("clean_env")
 def test_dev_mode_accepts_the_development_secrets() -> None:
     settings = AllocationSettings()
-    assert settings.jwt_secret == DEV_JWT_SECRET
+    assert settings.token_signing_key == DEV_VENDOR_TOKEN_SEED_B64
     assert settings.stall_code_signing_key == DEV_STALL_CODE_SEED_B64
+    assert settings.vendor_token_key().kid in settings.token_keys()  # the dev JWKS trusts it
     assert settings.weekly_cap == 5
     assert settings.priority_hold_share == pytest.approx(0.30)
+
+
+PROD_KEYS = {"stall_code_signing_key": PROD_SEED, "token_signing_key": PROD_VENDOR_SEED}
 
 
 @pytest.mark.usefixtures("clean_env")
 @pytest.mark.parametrize(
     ("overrides", "complaint"),
     [
-        pytest.param({}, "jwt_secret", id="both-dev"),
-        pytest.param({"jwt_secret": PROD_JWT}, "stall_code_signing_key", id="dev-seed"),
-        pytest.param({"stall_code_signing_key": PROD_SEED}, "jwt_secret", id="dev-jwt"),
-        pytest.param(
-            {"jwt_secret": "short-secret", "stall_code_signing_key": PROD_SEED},
-            "at least 32",
-            id="short-jwt",
-        ),
+        pytest.param({}, "stall_code_signing_key", id="all-dev"),
+        pytest.param({"stall_code_signing_key": PROD_SEED, "token_jwks": PROD_JWKS},
+                     "token_signing_key still has its development value", id="dev-token-key"),
+        pytest.param({"token_signing_key": PROD_VENDOR_SEED, "token_jwks": PROD_JWKS},
+                     "stall_code_signing_key", id="dev-stall-code-key"),
+        pytest.param(PROD_KEYS, "STALL_TOKEN_JWKS", id="no-jwks"),
+        pytest.param({**PROD_KEYS, "token_jwks": json.dumps(dev_token_jwks())},
+                     "development keys", id="dev-jwks"),
+        pytest.param({**PROD_KEYS, "token_jwks": jwks_of(fresh_key(Issuer.STAFF))},
+                     "not in STALL_TOKEN_JWKS", id="own-key-untrusted"),
+        pytest.param({**PROD_KEYS, "token_jwks": PROD_JWKS, "clock_offset_seconds": 60},
+                     "STALL_CLOCK", id="clock-offset"),
     ],
-)
+)  # fmt: skip
 def test_prod_mode_refuses_development_secrets(overrides: dict[str, str], complaint: str) -> None:
     with pytest.raises(ValidationError) as raised:
         AllocationSettings.model_validate({"mode": "prod", **overrides})
@@ -344,10 +365,9 @@ def test_prod_mode_refuses_development_secrets(overrides: dict[str, str], compla
 
 @pytest.mark.usefixtures("clean_env")
 def test_prod_mode_with_real_secrets() -> None:
-    settings = AllocationSettings(
-        mode="prod", jwt_secret=PROD_JWT, stall_code_signing_key=PROD_SEED
-    )
+    settings = AllocationSettings(mode="prod", token_jwks=PROD_JWKS, **PROD_KEYS)
     assert settings.mode == "prod"
+    assert settings.vendor_token_key().kid in settings.token_keys()
 
 
 @pytest.mark.usefixtures("clean_env")
@@ -355,11 +375,13 @@ def test_prod_mode_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("STALL_MODE", "prod")
     with pytest.raises(ValidationError):
         AllocationSettings()
-    monkeypatch.setenv("STALL_JWT_SECRET", PROD_JWT)
+    monkeypatch.setenv("STALL_TOKEN_JWKS", PROD_JWKS)
+    monkeypatch.setenv("ALLOCATION_TOKEN_SIGNING_KEY", PROD_VENDOR_SEED)
     monkeypatch.setenv("ALLOCATION_STALL_CODE_SIGNING_KEY", PROD_SEED)
-    assert AllocationSettings().jwt_secret == PROD_JWT
+    assert AllocationSettings().token_signing_key == PROD_VENDOR_SEED
 
 
+@pytest.mark.parametrize("field", ["stall_code_signing_key", "token_signing_key"])
 @pytest.mark.parametrize(
     "seed",
     [
@@ -368,9 +390,9 @@ def test_prod_mode_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
         pytest.param(base64.b64encode(b"x" * 64).decode(), id="too-long"),
     ],
 )
-def test_signing_key_must_be_a_32_byte_seed(seed: str) -> None:
-    with pytest.raises(ValidationError):
-        AllocationSettings(stall_code_signing_key=seed)
+def test_signing_key_must_be_a_32_byte_seed(field: str, seed: str) -> None:
+    with pytest.raises(ValidationError, match=field):
+        AllocationSettings.model_validate({field: seed})
 
 
 def test_rule_settings_are_validated() -> None:

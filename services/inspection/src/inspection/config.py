@@ -6,26 +6,13 @@ import base64
 import binascii
 from typing import ClassVar
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from stallkit.devkeys import DEV_STALL_CODE_PUBLIC_KEY_B64
 from stallkit.settings import CommonSettings
-
-#: Allocation's development stall-code seed (base64 of b"dev-only-stall-code-seed-32bytes").
-#: Anyone can sign codes with it, so its public key is refused outside development mode.
-DEV_STALL_CODE_SEED_B64 = "ZGV2LW9ubHktc3RhbGwtY29kZS1zZWVkLTMyYnl0ZXM="
-
-
-def public_key_of_seed(seed_b64: str) -> str:
-    """Base64 of the raw Ed25519 public key whose private seed is ``seed_b64``."""
-    private = Ed25519PrivateKey.from_private_bytes(base64.b64decode(seed_b64, validate=True))
-    raw = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    return base64.b64encode(raw).decode()
 
 
 def load_public_key(key_b64: str) -> Ed25519PublicKey:
@@ -39,9 +26,6 @@ def load_public_key(key_b64: str) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(raw)
 
 
-DEV_STALL_CODE_PUBLIC_KEY_B64 = public_key_of_seed(DEV_STALL_CODE_SEED_B64)
-
-
 class InspectionSettings(CommonSettings):
     """The shared settings plus what patrol inspection needs."""
 
@@ -53,6 +37,8 @@ class InspectionSettings(CommonSettings):
         **CommonSettings.dev_secrets,
         "stall_code_public_key": DEV_STALL_CODE_PUBLIC_KEY_B64,
     }
+
+    token_audience: ClassVar[str] = "inspection"
 
     service_name: str = "inspection"
     stall_code_public_key: str = Field(
@@ -74,8 +60,8 @@ class InspectionSettings(CommonSettings):
     def _valid_public_key(cls, value: str) -> str:
         if not value:
             return DEV_STALL_CODE_PUBLIC_KEY_B64
-        load_public_key(value)
-        return value
+        raw = load_public_key(value).public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return base64.b64encode(raw).decode()  # canonical, so the dev key is always recognised
 
     def stall_code_key(self) -> Ed25519PublicKey:
         """The key that verifies stall codes."""

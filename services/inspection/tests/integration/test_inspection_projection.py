@@ -18,9 +18,10 @@ from inspection.adapters.expectation_store import RedisExpectationStore
 from inspection.app import create_app
 from inspection.config import InspectionSettings
 from inspection.domain.expected import MarketFacts, StallFacts
-from stallkit.auth import Role, mint_token
+from stallkit.auth import Role
 from stallkit.clock import MARKET_TZ, Clock
 from stallkit.messaging import publish_event
+from stalltest.tokens import dev_token
 
 pytestmark = pytest.mark.integration
 
@@ -58,9 +59,7 @@ async def test_bookings_set_who_should_be_where_and_bad_messages_are_dead_letter
     settings = inspection_settings
     client = await serve(create_app(settings, configure_logs=False))
     now = datetime.now(UTC)
-    token = mint_token(
-        settings.jwt_secret, sub="patrol-jw-01", role=Role.PATROL, now=now, ttl_seconds=600
-    )
+    token = dev_token(Role.PATROL, "patrol-jw-01", district="jinwan", now=now, ttl_seconds=600)
     client.headers["Authorization"] = f"Bearer {token}"
     day = (now.astimezone(MARKET_TZ) + timedelta(days=1)).date()
     url, query = "/v1/stalls/JW-02-B004/expected", {"date": day.isoformat(), "window_id": "evening"}

@@ -25,9 +25,10 @@ from inspection.adapters.expectation_store import InMemoryExpectationStore
 from inspection.app import create_app
 from inspection.config import InspectionSettings
 from inspection.domain.expected import StallFacts
-from stallkit.auth import Role, mint_token
+from stallkit.auth import Role
 from stallkit.messaging import publish_event
 from stalltest.plugin import unit_parts
+from stalltest.tokens import bearer, dev_token
 
 pytestmark = pytest.mark.unit
 
@@ -46,10 +47,8 @@ class Harness:
     dead_letters: list[KafkaMessage]
 
     def token(self, role: Role) -> dict[str, str]:
-        token = mint_token(
-            self.settings.jwt_secret, sub=f"{role}-1", role=role, now=NOW, ttl_seconds=3600
-        )
-        return {"Authorization": f"Bearer {token}"}
+        # For inspection whatever the role, so that the role check itself is what answers.
+        return bearer(dev_token(role, f"{role}-1", now=NOW, audience=["inspection"]))
 
     async def publish(self, event: Any) -> None:
         await publish_event(self.broker, self.settings, event, time=NOW)
@@ -182,6 +181,10 @@ async def test_only_patrols_and_admins_may_ask(harness: Harness) -> None:
     assert vendor.status_code == 403, vendor.text
     assert vendor.json()["code"] == "forbidden"
     assert (await harness.expected(Role.DISTRICT)).status_code == 403
+    login_token = bearer(dev_token(Role.VENDOR, "vd_1", now=NOW))  # as allocation issues it
+    not_for_us = await harness.client.get(URL, params=QUERY, headers=login_token)
+    assert not_for_us.status_code == 401
+    assert not_for_us.json()["code"] == "wrong_audience"
 
 
 async def test_bad_stall_or_window_is_a_validation_problem(harness: Harness) -> None:

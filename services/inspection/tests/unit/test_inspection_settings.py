@@ -9,15 +9,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pydantic import ValidationError
 
-from inspection.config import (
-    DEV_STALL_CODE_PUBLIC_KEY_B64,
-    DEV_STALL_CODE_SEED_B64,
-    InspectionSettings,
-)
+from allocation.config import DEV_STALL_CODE_SEED_B64
+from inspection.config import InspectionSettings
+from stallkit.devkeys import DEV_STALL_CODE_PUBLIC_KEY_B64
+from stallkit.keys import Issuer
+from stalltest.tokens import fresh_key, jwks_of
 
 pytestmark = pytest.mark.unit
 
-PROD_JWT = "a-production-jwt-secret-of-enough-length-0123"
+PROD_JWKS = jwks_of(fresh_key(Issuer.ALLOCATION), fresh_key(Issuer.STAFF))
 
 
 def fresh_public_key() -> str:
@@ -27,7 +27,7 @@ def fresh_public_key() -> str:
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("INSPECTION_STALL_CODE_PUBLIC_KEY", "STALL_MODE", "STALL_JWT_SECRET"):
+    for name in ("INSPECTION_STALL_CODE_PUBLIC_KEY", "STALL_MODE", "STALL_TOKEN_JWKS"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -58,17 +58,17 @@ def test_a_key_that_is_not_an_ed25519_public_key_is_refused(bad: str) -> None:
 
 def test_production_refuses_the_dev_public_key() -> None:
     with pytest.raises(ValidationError, match="stall_code_public_key still has its development"):
-        InspectionSettings(stall_mode="prod", stall_jwt_secret=PROD_JWT)
+        InspectionSettings(stall_mode="prod", stall_token_jwks=PROD_JWKS)
 
 
-def test_production_refuses_the_dev_jwt_secret() -> None:
-    with pytest.raises(ValidationError, match="jwt_secret"):
+def test_production_refuses_the_dev_token_keys() -> None:
+    with pytest.raises(ValidationError, match="STALL_TOKEN_JWKS"):
         InspectionSettings(stall_mode="prod", stall_code_public_key=fresh_public_key())
 
 
-def test_production_accepts_its_own_secrets() -> None:
+def test_production_accepts_its_own_keys() -> None:
     key = fresh_public_key()
     settings = InspectionSettings(
-        stall_mode="prod", stall_jwt_secret=PROD_JWT, stall_code_public_key=key
+        stall_mode="prod", stall_token_jwks=PROD_JWKS, stall_code_public_key=key
     )
     assert settings.stall_code_public_key == key

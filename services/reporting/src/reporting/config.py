@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic_settings import SettingsConfigDict
 
 from stallkit.settings import CommonSettings
@@ -13,5 +15,7 @@ class ReportingSettings(CommonSettings):
     model_config = SettingsConfigDict(
         env_prefix="REPORTING_", extra="ignore", populate_by_name=True
     )
+
+    token_audience: ClassVar[str] = "reporting"
 
     service_name: str = "reporting"

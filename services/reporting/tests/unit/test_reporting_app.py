@@ -25,8 +25,10 @@ from contracts.topics import DLQ_REASON_HEADER, WINDOWS
 from reporting.adapters.stats_store import InMemoryStatsStore
 from reporting.app import create_app
 from reporting.config import ReportingSettings
+from stallkit.keys import Issuer
 from stallkit.messaging import publish_event
 from stalltest.plugin import unit_parts
+from stalltest.tokens import fresh_key, jwks_of
 
 pytestmark = pytest.mark.unit
 
@@ -127,6 +129,7 @@ def test_importing_the_app_module_builds_nothing() -> None:
 
 def test_settings_refuse_dev_secrets_in_prod() -> None:
     assert ReportingSettings().service_name == "reporting"
-    with pytest.raises(ValidationError, match="jwt_secret"):
+    with pytest.raises(ValidationError, match="STALL_TOKEN_JWKS"):
         ReportingSettings(stall_mode="prod")
-    assert ReportingSettings(stall_mode="prod", stall_jwt_secret="p" * 40).mode == "prod"
+    jwks = jwks_of(fresh_key(Issuer.ALLOCATION), fresh_key(Issuer.STAFF))
+    assert ReportingSettings(stall_mode="prod", stall_token_jwks=jwks).mode == "prod"

@@ -15,8 +15,10 @@ from pydantic import ValidationError
 from contracts.catalogue import Category, District, Location, Market, MarketWindow
 from contracts.events import MarketChanged, ScheduleChanged
 from contracts.topics import CATALOGUE, DLQ_REASON_HEADER
+from stallkit.keys import Issuer
 from stallkit.messaging import publish_event
 from stalltest.plugin import unit_parts
+from stalltest.tokens import fresh_key, jwks_of
 from windows.adapters.schedule_store import InMemoryScheduleStore
 from windows.app import create_app
 from windows.config import WindowsSettings
@@ -150,7 +152,8 @@ def test_settings_read_their_prefix_and_refuse_dev_secrets_in_prod(
 ) -> None:
     monkeypatch.setenv("WINDOWS_SERVICE_NAME", "windows-replica")
     assert WindowsSettings().service_name == "windows-replica"
-    with pytest.raises(ValidationError, match="jwt_secret"):
+    with pytest.raises(ValidationError, match="STALL_TOKEN_JWKS"):
         WindowsSettings(stall_mode="prod")
-    prod = WindowsSettings(stall_mode="prod", stall_jwt_secret="p" * 40)
+    jwks = jwks_of(fresh_key(Issuer.ALLOCATION), fresh_key(Issuer.STAFF))
+    prod = WindowsSettings(stall_mode="prod", stall_token_jwks=jwks)
     assert prod.mode == "prod"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
+from allocation.config import VENDOR_TOKEN_AUDIENCE
 from allocation.domain.errors import rejected
 from allocation.entrypoints.deps import AllocationDep, CurrentVendor
 from allocation.entrypoints.schemas import TokenResponse, VendorProfile, VendorRegistration
@@ -14,6 +15,17 @@ from allocation.service_layer.vendors import RegisterVendor
 from stallkit.auth import Role, mint_token
 
 router = APIRouter(prefix="/v1", tags=["vendors"])
+#: Served at the root: ``/.well-known/jwks.json``.
+jwks_router = APIRouter(tags=["vendors"])
+
+
+@jwks_router.get("/.well-known/jwks.json")
+async def vendor_token_keys(
+    allocation: AllocationDep, response: Response
+) -> dict[str, list[dict[str, str]]]:
+    """JWKS (RFC 7517) with the public key that verifies the vendor tokens allocation issues."""
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return allocation.settings.vendor_token_key().jwks()
 
 
 @router.post("/vendors", status_code=status.HTTP_201_CREATED)
@@ -42,11 +54,12 @@ async def login(
     vendor_id = await allocation.vendor_service.authenticate(form.username.strip(), form.password)
     ttl = allocation.settings.jwt_ttl_seconds
     token = mint_token(
-        allocation.settings.jwt_secret,
+        allocation.settings.vendor_token_key(),
         sub=vendor_id,
         role=Role.VENDOR,
         now=allocation.clock.now(),
         ttl_seconds=ttl,
+        audience=VENDOR_TOKEN_AUDIENCE,
     )
     return TokenResponse(access_token=token, expires_in=ttl)
 
