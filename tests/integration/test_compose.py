@@ -12,6 +12,8 @@ import pytest
 import yaml  # type: ignore[import-untyped]  # installed with uvicorn[standard]
 
 from contracts.topics import TOPICS
+from stallkit.keys import Issuer, TokenKeys
+from stalltest.tokens import fresh_key, jwks_of
 
 pytestmark = pytest.mark.integration
 
@@ -22,11 +24,16 @@ APP_SERVICES = ("allocation", "windows", "inspection", "reporting")
 INFRA_SERVICES = ("kafka", "kafka-init", "redis")
 PUBLISHED_PORTS = {"allocation": 8001, "windows": 8002, "inspection": 8003, "reporting": 8004}
 
+VENDOR_TOKEN_KEY = fresh_key(Issuer.ALLOCATION)
 SECRETS = {
-    "STALL_JWT_SECRET": "dummy-jwt-secret-for-config-check",
+    "REDIS_PASSWORD": "0f9c2d7e41b6a8553c0e9d17f2a4b6c8",
+    "STALL_TOKEN_JWKS": jwks_of(VENDOR_TOKEN_KEY, fresh_key(Issuer.STAFF)),
+    "ALLOCATION_TOKEN_SIGNING_KEY": "ZHVtbXktdG9rZW4tc2VlZC1mb3ItY29uZmlnLWNoZWM=",
     "ALLOCATION_STALL_CODE_SIGNING_KEY": "ZHVtbXktc2VlZC1mb3ItY29uZmlnLWNoZWNrLTMyYg==",
     "INSPECTION_STALL_CODE_PUBLIC_KEY": "ZHVtbXktcHVibGljLWtleS1mb3ItY29uZmlnLWNoZWM=",
 }
+#: Retired: its value must not reach any service.
+RETIRED = {"STALL_JWT_SECRET": "an-old-shared-jwt-secret-nobody-should-use"}
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +57,9 @@ def run_config(
     env_file = tmp_path / "empty.env"
     env_file.write_text("")
     base = {
-        k: v for k, v in os.environ.items() if k not in SECRETS and not k.startswith("COMPOSE_")
+        k: v
+        for k, v in os.environ.items()
+        if k not in SECRETS and k not in RETIRED and not k.startswith("COMPOSE_")
     }
     return subprocess.run(
         [
@@ -74,7 +83,7 @@ def run_config(
 @pytest.fixture
 def config(docker_compose: str, tmp_path: Path) -> dict[str, Any]:
     """The resolved compose configuration with dummy secrets set."""
-    result = run_config(docker_compose, tmp_path, SECRETS)
+    result = run_config(docker_compose, tmp_path, {**SECRETS, **RETIRED})
     assert result.returncode == 0, result.stderr
     parsed = yaml.safe_load(result.stdout)
     assert isinstance(parsed, dict)
@@ -115,8 +124,11 @@ def test_service_runs_in_production_mode_from_the_shared_dockerfile(
     env = spec["environment"]
     assert env["STALL_MODE"] == "prod"
     assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
-    assert env["REDIS_URL"].startswith("redis://redis:6379")
-    assert env["STALL_JWT_SECRET"] == SECRETS["STALL_JWT_SECRET"]
+    assert env["REDIS_URL"] == f"redis://:{SECRETS['REDIS_PASSWORD']}@redis:6379/0"
+    assert "STALL_JWT_SECRET" not in env
+    assert RETIRED["STALL_JWT_SECRET"] not in str(env)
+    assert env["STALL_TOKEN_JWKS"] == SECRETS["STALL_TOKEN_JWKS"]
+    assert VENDOR_TOKEN_KEY.kid in TokenKeys.parse(env["STALL_TOKEN_JWKS"])  # public keys only
     assert spec["restart"] == "unless-stopped"
     published = {int(port["published"]) for port in spec["ports"]}
     assert published == {PUBLISHED_PORTS[service]}
@@ -128,9 +140,23 @@ def test_stall_code_keys_go_only_where_they_are_used(config: dict[str, Any]) -> 
     public_key = "INSPECTION_STALL_CODE_PUBLIC_KEY"
     assert services["allocation"]["environment"][signing_key] == SECRETS[signing_key]
     assert services["inspection"]["environment"][public_key] == SECRETS[public_key]
+    token_key = "ALLOCATION_TOKEN_SIGNING_KEY"
+    assert services["allocation"]["environment"][token_key] == SECRETS[token_key]
     for service in APP_SERVICES:
         if service != "allocation":
             assert signing_key not in services[service]["environment"]
+            assert token_key not in services[service]["environment"]
+            assert SECRETS[token_key] not in str(services[service])
+
+
+def test_redis_requires_the_password_and_its_healthcheck_uses_it(config: dict[str, Any]) -> None:
+    redis = config["services"]["redis"]
+    command = redis["command"]
+    assert command[command.index("--requirepass") + 1] == SECRETS["REDIS_PASSWORD"]
+    assert redis["environment"]["REDISCLI_AUTH"] == SECRETS["REDIS_PASSWORD"]
+    check = " ".join(redis["healthcheck"]["test"])
+    assert "redis-cli ping" in check
+    assert "PONG" in check  # an unauthenticated ping exits 0 too, with a NOAUTH error
 
 
 def test_infrastructure_is_healthchecked_and_durable(config: dict[str, Any]) -> None:
@@ -142,7 +168,7 @@ def test_infrastructure_is_healthchecked_and_durable(config: dict[str, Any]) -> 
     assert "kafka-broker-api-versions.sh" in " ".join(services["kafka"]["healthcheck"]["test"])
     redis_command = services["redis"]["command"]
     assert redis_command[redis_command.index("--appendonly") + 1] == "yes"
-    assert "ping" in services["redis"]["healthcheck"]["test"]
+    assert "ping" in " ".join(services["redis"]["healthcheck"]["test"])
     assert services["redis"]["volumes"], "redis has no volume for its AOF"
     init_depends = services["kafka-init"]["depends_on"]
     assert init_depends["kafka"]["condition"] == "service_healthy"
