@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import subprocess
 import time
 import uuid
@@ -147,9 +148,16 @@ class RedisClusterInfo:
         return f"redis://127.0.0.1:{self.ports[0]}/0"
 
 
+def _redis_cli() -> str:
+    path = shutil.which("redis-cli")
+    if path is None:  # Debian's redis-server depends on redis-tools, which has it
+        raise RuntimeError("redis-cli is missing: apt-get install redis-tools")
+    return path
+
+
 def _cluster_ok(port: int) -> bool:
     info = subprocess.run(
-        ["redis-cli", "-p", str(port), "cluster", "info"],
+        [_redis_cli(), "-p", str(port), "cluster", "info"],
         capture_output=True,
         text=True,
         timeout=5,
@@ -178,7 +186,7 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
         for port, node in zip(ports, nodes, strict=True):
             procs.wait_for_port(port, proc=node)
         addresses = [f"127.0.0.1:{p}" for p in ports]
-        create = ["redis-cli", "--cluster", "create", *addresses,
+        create = [_redis_cli(), "--cluster", "create", *addresses,
                   "--cluster-replicas", "0", "--cluster-yes"]  # fmt: skip
         subprocess.run(create, capture_output=True, timeout=60, check=True)
         deadline = time.monotonic() + 30
