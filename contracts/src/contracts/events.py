@@ -289,9 +289,10 @@ class MarketResumed(Event):
         default=None,
         max_length=64,
         description=(
-            "The suspension lifted; its dates from the event's date on reopen, unless another "
-            "suspension covers them. Without it (older producers) every suspension of the "
-            "market is lifted from that date on (added in v1, optional)."
+            "The suspension lifted: its dates from the day the consumer applies the event on "
+            "reopen, unless another suspension covers them. Without it (older producers) "
+            "every suspension of the market in force is lifted from that day on (added in v1, "
+            "optional)."
         ),
         examples=["sp_1a2b3c"],
     )
