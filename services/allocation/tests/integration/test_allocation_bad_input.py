@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -45,6 +45,17 @@ SUSPENSION = {
     "reason": "测试",
 }
 JSON = {"Content-Type": "application/json"}
+MARKET = small_catalogue().markets[0].model_dump(mode="json")
+#: Text no name, reason or label may hold (each case also fails on the earlier code).
+HOSTILE_TEXT = {
+    "nul": "陈\x00小梅",
+    "bell": "ding\x07dong",
+    "terminal-escape": "\x1b[2J\x1b[31m陈小梅",
+    "right-to-left-override": "陈小梅\u202egpj.exe",
+    "isolate": "\u2067陈小梅\u2069",
+    "zero-width-only": "\u200b\u200c\u200d",
+    "bom-only": "\ufeff",
+}
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +199,57 @@ CASES: dict[str, Case] = {
     "suspension-bad-date": Case("POST", "/v1/admin/markets/XZ-91/suspensions", 422,
                                 "validation_failed", who="admin",
                                 json={**SUSPENSION, "last_date": "soon"}),
+    # dates at the edges of the calendar, and dates spelled other than YYYY-MM-DD
+    **{f"availability-{d}": Case("GET", f"/v1/markets/XZ-91/availability?date={d}", 422,
+                                 "date_out_of_range", who="none")
+       for d in ("0001-01-01", "0001-01-07", "9999-12-31", "2026-12-05", "2027-02-06")},
+    **{f"availability-spelled-{name}": Case("GET", f"/v1/markets/XZ-91/availability?date={d}",
+                                            422, "validation_failed", who="none")
+       for name, d in (("zero", "0"), ("timestamp", "1765065600"), ("midnight-datetime",
+                       "2026-12-07T00:00:00"), ("unicode-digits", "２０２６-１２-０７"),
+                       ("short", "2026-12-7"))},
+    **{f"booking-date-{d}": replace(booking(date=d), status=409, code="window_passed")
+       for d in ("0001-01-01", "0001-01-07", "2026-12-05")},
+    **{f"booking-date-{d}": replace(booking(date=d), code="outside_booking_horizon")
+       for d in ("9999-12-31", "2027-01-01")},
+    "booking-date-zero": booking(date=0),
+    "booking-date-datetime": booking(date="2026-12-07T00:00:00"),
+    "booking-date-zero-string": booking(date="0"),
+    "health-certificate-zero": registration(health_certificate_expires=0),
+    "health-certificate-datetime": registration(health_certificate_expires="2027-01-01T00:00"),
+    "suspension-date-zero": Case("POST", "/v1/admin/markets/XZ-91/suspensions", 422,
+                                 "validation_failed", who="admin",
+                                 json={**SUSPENSION, "first_date": 0}),
+    "suspension-year-1": Case("POST", "/v1/admin/markets/XZ-91/suspensions", 422,
+                              "date_in_past", who="admin",
+                              json={**SUSPENSION, "first_date": "0001-01-01",
+                                    "last_date": "0001-01-07"}),
+    "suspension-yesterday": Case("POST", "/v1/admin/markets/XZ-91/suspensions", 422,
+                                 "date_in_past", who="admin",
+                                 json={**SUSPENSION, "first_date": "2026-12-06"}),
+    "suspension-year-9999": Case("POST", "/v1/admin/markets/XZ-91/suspensions", 422,
+                                 "date_out_of_range", who="admin",
+                                 json={**SUSPENSION, "first_date": "9999-12-30",
+                                       "last_date": "9999-12-31"}),
+    "suspension-whole-calendar": Case("POST", "/v1/admin/markets/XZ-91/suspensions", 422,
+                                      "date_in_past", who="admin",
+                                      json={**SUSPENSION, "first_date": "0001-01-01",
+                                            "last_date": "9999-12-31"}),
+    # free text that lies about itself on a screen or in a terminal
+    **{f"name-{name}": registration(name=text) for name, text in HOSTILE_TEXT.items()},
+    **{f"reason-{name}": Case("POST", "/v1/admin/markets/XZ-91/suspensions", 422,
+                              "validation_failed", who="admin",
+                              json={**SUSPENSION, "reason": text})
+       for name, text in HOSTILE_TEXT.items()},
+    **{f"market-name-{name}": Case("PUT", "/v1/admin/markets/XZ-91", 422, "validation_failed",
+                                   who="admin", json={**MARKET, "name_zh": text})
+       for name, text in HOSTILE_TEXT.items()},
+    "window-name-escape": Case("PUT", "/v1/admin/markets/XZ-91/schedule", 422,
+                               "validation_failed", who="admin",
+                               json=[{**MARKET["windows"][0], "name_en": "\x1b[2J"}]),
+    "catalogue-address-rlo": Case("PUT", "/v1/admin/catalogue", 422, "validation_failed",
+                                  who="admin", json={"markets": [{**MARKET,
+                                  "address_zh": "路\u202e号"}], "stalls": []}),
     # identifiers
     "stall-id-lowercase": booking(stall_id="xz-91-c001"),
     "stall-id-too-long": booking(stall_id="XZ-91-C0001"),
@@ -232,7 +294,7 @@ CASES: dict[str, Case] = {
                                 who="none", data={"username": "1" * 5000, "password": "x"}),
     # suspensions
     "suspension-backwards": Case("POST", "/v1/admin/markets/XZ-91/suspensions", 422,
-                                 "suspension_too_long", who="admin",
+                                 "invalid_date_range", who="admin",
                                  json={**SUSPENSION, "first_date": "2026-12-08"}),
     "suspension-too-long": Case("POST", "/v1/admin/markets/XZ-91/suspensions", 422,
                                 "suspension_too_long", who="admin",

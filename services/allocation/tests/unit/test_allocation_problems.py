@@ -40,6 +40,10 @@ EXPECTED_STATUS = {
     "too_many_attempts": 429,
     "window_passed": 409,
     "suspension_too_long": 422,
+    "suspension_not_found": 404,
+    "invalid_date_range": 422,
+    "date_in_past": 422,
+    "date_out_of_range": 422,
     "catalogue_conflict": 409,
 }
 

@@ -6,11 +6,9 @@ catalogue version; booking decisions re-check the parts they rely on inside thei
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -218,8 +216,3 @@ class CatalogueStore:
                     continue
         await self.refresh()
         return new
-
-    async def suspensions(self, market_id: str) -> list[dict[str, Any]]:
-        """A market's declared suspensions."""
-        raw = await self.redis.hgetall(self.keys.suspensions(market_id))
-        return sorted((json.loads(v) for v in raw.values()), key=lambda s: s["first_date"])

@@ -308,18 +308,6 @@ class Ledger:
         """How many no-shows the vendor has since ``since`` (as the transition script counts)."""
         return int(await self.redis.zcount(self.keys.no_shows(vendor_id), repr(since), "+inf"))
 
-    async def suspend_dates(self, market_id: str, days: list[date], reason: str) -> None:
-        """Mark dates suspended (the booking script refuses them from now on)."""
-        pipe = self.redis.pipeline(transaction=True)
-        for day in days:
-            pipe.set(self.keys.suspended(market_id, day.isoformat()), reason)
-        await pipe.execute()
-
-    async def lift_suspension(self, market_id: str, days: list[date]) -> None:
-        """Clear suspended dates."""
-        if days:
-            await self.redis.delete(*[self.keys.suspended(market_id, d.isoformat()) for d in days])
-
     @staticmethod
     def _booking(raw: dict[bytes, bytes]) -> Booking:
         r = {k.decode(): v.decode() for k, v in raw.items()}

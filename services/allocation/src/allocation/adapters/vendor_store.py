@@ -10,6 +10,15 @@ from allocation.adapters.keys import Keys
 from allocation.domain.model import PriorityGroup, Vendor
 from contracts.catalogue import Category
 
+#: KEYS[1] the phone number's attempt counter; ARGV limit, period in seconds. 1 if reserved.
+_RESERVE_LOGIN_ATTEMPT = """
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+if count >= tonumber(ARGV[1]) then return 0 end
+redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2], 'NX')
+return 1
+"""
+
 
 class VendorStore:
     """Create and read vendors; phone numbers are unique."""
@@ -17,6 +26,7 @@ class VendorStore:
     def __init__(self, redis: Redis, keys: Keys):
         self.redis = redis
         self.keys = keys
+        self._reserve = redis.register_script(_RESERVE_LOGIN_ATTEMPT)
 
     async def create(self, vendor: Vendor, password_hash: str) -> bool:
         """Store a new vendor; ``False`` if the phone number is taken."""
@@ -72,16 +82,17 @@ class VendorStore:
         )
 
     async def login_failures(self, phone: str) -> int:
-        """Failed logins for ``phone`` in the current period."""
+        """Login attempts counted for ``phone`` in the current period (successes clear them)."""
         return int(await self.redis.get(self.keys.login_failures(phone)) or 0)
 
-    async def record_login_failure(self, phone: str, period_seconds: int) -> None:
-        """Count a failed login; the count expires ``period_seconds`` after the first."""
+    async def reserve_login_attempt(self, phone: str, limit: int, period_seconds: int) -> bool:
+        """Count a login attempt before its password is checked; ``False`` once ``limit`` are.
+
+        Atomic (one script), so concurrent logins cannot all pass the check before any is
+        counted. The count expires ``period_seconds`` after the first attempt of a period.
+        """
         key = self.keys.login_failures(phone)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.incr(key)
-        pipe.expire(key, period_seconds, nx=True)
-        await pipe.execute()
+        return bool(await self._reserve(keys=[key], args=[limit, period_seconds]))
 
     async def clear_login_failures(self, phone: str) -> None:
         """Forget failed logins after a successful one."""

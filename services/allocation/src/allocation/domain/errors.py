@@ -38,6 +38,10 @@ CODES: frozenset[str] = frozenset(
         "too_many_attempts",
         "window_passed",
         "suspension_too_long",
+        "suspension_not_found",
+        "invalid_date_range",
+        "date_in_past",
+        "date_out_of_range",
         "catalogue_conflict",
     }
 )

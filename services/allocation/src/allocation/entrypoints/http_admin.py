@@ -15,12 +15,15 @@ from allocation.domain import stall_codes
 from allocation.domain.errors import rejected
 from allocation.entrypoints.deps import AllocationDep, CurrentAdmin
 from allocation.entrypoints.schemas import (
+    IdempotencyKey,
     ImportView,
+    LiftView,
     StallCodeView,
+    SuspensionRecordView,
     SuspensionRequest,
     SuspensionView,
 )
-from allocation.service_layer.bookings import new_id
+from allocation.service_layer.markets import DeclareSuspension
 from contracts.catalogue import Catalogue, Market, MarketWindow, Stall
 from contracts.events import StallCodeIssued, StallCodeRevoked
 
@@ -77,24 +80,82 @@ async def put_stall(
     return body
 
 
-@router.post("/admin/markets/{market_id}/suspensions", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/admin/markets/{market_id}/suspensions",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SuspensionView,
+    responses={200: {"model": SuspensionView, "description": "Replay of an earlier request."}},
+)
 async def suspend_market(
-    market_id: str, body: SuspensionRequest, _: CurrentAdmin, allocation: AllocationDep
+    market_id: str,
+    body: SuspensionRequest,
+    _: CurrentAdmin,
+    allocation: AllocationDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> SuspensionView:
-    """Suspend a market for a date range; its bookings are cancelled without penalty."""
-    result = await allocation.markets.suspend(
-        market_id, body.first_date, body.last_date, body.reason, new_id("sp")
+    """Suspend a market for a date range; its bookings are cancelled without penalty.
+
+    With an ``Idempotency-Key`` a retry returns the same suspension (200) and finishes
+    cancelling what an interrupted attempt left; without one every request is a new suspension.
+    """
+    result = await allocation.markets.declare(
+        DeclareSuspension(
+            market_id=market_id,
+            first_date=body.first_date,
+            last_date=body.last_date,
+            reason=body.reason,
+            idempotency_key=idempotency_key,
+        )
     )
-    return SuspensionView(market_id=market_id, **result.__dict__)
+    suspension = result.suspension
+    response.headers["Location"] = f"/v1/admin/markets/{market_id}/suspensions/{suspension.id}"
+    if result.replayed:
+        response.status_code = status.HTTP_200_OK
+        response.headers["Idempotent-Replayed"] = "true"
+    return SuspensionView.declared(suspension, result.cancelled_bookings)
+
+
+@router.get("/admin/markets/{market_id}/suspensions")
+async def list_suspensions(
+    market_id: str, _: CurrentAdmin, allocation: AllocationDep
+) -> list[SuspensionRecordView]:
+    """The market's suspensions, lifted ones included, by first date."""
+    found = await allocation.markets.suspensions_of(market_id)
+    return [SuspensionRecordView.of(s) for s in found]
+
+
+@router.get("/admin/markets/{market_id}/suspensions/{suspension_id}")
+async def read_suspension(
+    market_id: str, suspension_id: str, _: CurrentAdmin, allocation: AllocationDep
+) -> SuspensionRecordView:
+    """One suspension of the market."""
+    return SuspensionRecordView.of(await allocation.markets.suspension(market_id, suspension_id))
+
+
+@router.delete("/admin/markets/{market_id}/suspensions/{suspension_id}")
+async def lift_suspension(
+    market_id: str, suspension_id: str, _: CurrentAdmin, allocation: AllocationDep
+) -> LiftView:
+    """Lift one suspension: its dates from today on reopen unless another suspension has them."""
+    result = await allocation.markets.lift(market_id, suspension_id, announce=True)
+    return LiftView.lifted(result.suspension, result.reopened_dates, result.already_lifted)
+
+
+async def _known_stall(allocation: Allocation, stall_id: str) -> Stall:
+    """The stall, or ``stall_not_found`` (an unknown id costs one version read)."""
+    view = allocation.catalogue.view
+    if stall_id not in view.stalls:
+        view = await allocation.catalogue.refresh()
+    stall = view.stalls.get(stall_id)
+    if stall is None:
+        raise rejected("stall_not_found")
+    return stall
 
 
 async def _stall_code(allocation: Allocation, stall_id: str) -> StallCodeView:
-    view = allocation.catalogue.view
-    if stall_id not in view.stalls:
-        view = await allocation.catalogue.refresh(force=True)
-    if stall_id not in view.stalls:
-        raise rejected("stall_not_found")
-    version = view.code_versions.get(stall_id, 0)
+    await _known_stall(allocation, stall_id)
+    version = allocation.catalogue.view.code_versions.get(stall_id, 0)
     if version <= 0:
         raise rejected("stall_code_revoked", "no valid code: issue a new one")
     return StallCodeView(
@@ -107,8 +168,7 @@ async def _stall_code(allocation: Allocation, stall_id: str) -> StallCodeView:
 @router.post("/admin/stalls/{stall_id}/code", status_code=status.HTTP_201_CREATED)
 async def issue_code(stall_id: str, _: CurrentAdmin, allocation: AllocationDep) -> StallCodeView:
     """Issue a new code for the stall; every earlier code stops verifying."""
-    await _stall_code_exists(allocation, stall_id)
-    market_id = allocation.catalogue.view.stalls[stall_id].market_id
+    market_id = (await _known_stall(allocation, stall_id)).market_id
     await allocation.catalogue.change_code_version(
         stall_id,
         lambda v: StallCodeIssued(market_id=market_id, stall_id=stall_id, code_version=v),
@@ -120,18 +180,12 @@ async def issue_code(stall_id: str, _: CurrentAdmin, allocation: AllocationDep) 
 @router.delete("/admin/stalls/{stall_id}/code", status_code=status.HTTP_204_NO_CONTENT)
 async def revoke_code(stall_id: str, _: CurrentAdmin, allocation: AllocationDep) -> None:
     """Revoke the stall's code; scans and check-ins with it fail until a new one is issued."""
-    await _stall_code_exists(allocation, stall_id)
-    market_id = allocation.catalogue.view.stalls[stall_id].market_id
+    market_id = (await _known_stall(allocation, stall_id)).market_id
     await allocation.catalogue.change_code_version(
         stall_id,
         lambda v: StallCodeRevoked(market_id=market_id, stall_id=stall_id, code_version=v),
         bump=-1,
     )
-
-
-async def _stall_code_exists(allocation: Allocation, stall_id: str) -> None:
-    if stall_id not in (await allocation.catalogue.refresh(force=True)).stalls:
-        raise rejected("stall_not_found")
 
 
 @router.get("/admin/stalls/{stall_id}/code")

@@ -2,26 +2,41 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 
+from allocation.bootstrap import Allocation
 from allocation.domain.errors import rejected
 from allocation.entrypoints.deps import AllocationDep, CurrentVendor
-from allocation.entrypoints.schemas import BookingRequest, BookingView, CheckInRequest
+from allocation.entrypoints.schemas import (
+    BookingRequest,
+    BookingView,
+    CheckInRequest,
+    IdempotencyKey,
+)
 from allocation.service_layer.bookings import BookStall
 
 router = APIRouter(prefix="/v1/bookings", tags=["bookings"])
 
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        max_length=128,
-        pattern=r"^[\x21-\x7e]+$",
-        description="Unique per intended booking; a retry with the same key returns it.",
-    ),
-]
+#: Booking dates accepted past the longest booking horizon: the script answers those itself.
+HORIZON_SLACK_DAYS = 1
+
+
+def _check_reachable(allocation: Allocation, day: date) -> None:
+    """Refuse, before any date arithmetic, a date no booking rule could ever accept.
+
+    A past date is ``window_passed`` (as the booking script says for yesterday), one beyond the
+    longest booking horizon ``outside_booking_horizon``; year 1 or 9999 never reach the rules.
+    """
+    today = allocation.clock.today()
+    if day < today - timedelta(days=1):
+        raise rejected("window_passed")
+    policy = allocation.policy
+    horizon = max(policy.priority_horizon_days, policy.standard_horizon_days)
+    if day > today + timedelta(days=horizon + HORIZON_SLACK_DAYS):
+        raise rejected("outside_booking_horizon")
 
 
 @router.post(
@@ -39,6 +54,7 @@ async def book_stall(
     """Book a stall for a window; every double-limit rule is checked atomically."""
     if not idempotency_key:
         raise rejected("idempotency_key_required")
+    _check_reachable(allocation, body.date)
     booking, replayed = await allocation.bookings.book(
         BookStall(
             vendor_id=principal.sub,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -11,6 +10,7 @@ from allocation.domain import stall_codes
 from allocation.entrypoints.deps import AllocationDep
 from allocation.entrypoints.schemas import (
     AvailabilityView,
+    IsoDate,
     MarketSummary,
     PublicKeyView,
     WindowAvailabilityView,
@@ -64,9 +64,9 @@ async def market_detail(market_id: str, allocation: AllocationDep) -> MarketSumm
 
 @router.get("/markets/{market_id}/availability")
 async def availability(
-    market_id: str, allocation: AllocationDep, date: Annotated[date | None, Query()] = None
+    market_id: str, allocation: AllocationDep, date: Annotated[IsoDate | None, Query()] = None
 ) -> AvailabilityView:
-    """Per window on the date: free, booked and held-for-priority counts and the free stalls."""
+    """Per window on the date (YYYY-MM-DD, yesterday to 60 days ahead; default today)."""
     day = date or allocation.clock.today()
     windows = await allocation.markets.availability(market_id, day)
     return AvailabilityView(

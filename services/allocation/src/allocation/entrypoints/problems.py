@@ -35,6 +35,10 @@ STATUS: dict[str, int] = {
     "invalid_credentials": 401,
     "too_many_attempts": 429,
     "suspension_too_long": 422,
+    "suspension_not_found": 404,
+    "invalid_date_range": 422,
+    "date_in_past": 422,
+    "date_out_of_range": 422,
 }
 
 MESSAGES: dict[str, tuple[str, str]] = {
@@ -80,6 +84,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "window_passed": ("该时段已结束", "The window is over"),
     "suspension_too_long": ("暂停时间过长", "Suspension range too long"),
+    "suspension_not_found": ("找不到该暂停安排", "Suspension not found"),
+    "invalid_date_range": ("结束日期早于开始日期", "The last date is before the first date"),
+    "date_in_past": ("日期已过", "The date is in the past"),
+    "date_out_of_range": ("日期超出可服务范围", "The date is outside the range served"),
     "catalogue_conflict": ("目录数据冲突", "Catalogue conflict"),
 }
 

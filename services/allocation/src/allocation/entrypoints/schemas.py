@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from fastapi import Header
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
+from allocation.adapters.suspensions import Suspension
 from allocation.domain.model import Booking, BookingState, PriorityGroup, Vendor
 from allocation.domain.rules import Policy, check_in_window
 from contracts.catalogue import (
@@ -18,7 +21,37 @@ from contracts.catalogue import (
     Market,
     MarketWindow,
 )
+from contracts.text import PlainText
 from stallkit.clock import MARKET_TZ
+
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _iso_date_only(value: object) -> object:
+    """Refuse any date spelling but ``YYYY-MM-DD`` (lax parsing took ``0`` as 1970-01-01)."""
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, str) and _ISO_DATE.fullmatch(value):
+        return value
+    raise ValueError("a date is written YYYY-MM-DD")
+
+
+#: A calendar date given as ``YYYY-MM-DD`` and nothing else (no numbers, no times).
+IsoDate = Annotated[
+    dt.date,
+    BeforeValidator(_iso_date_only),
+    Field(description="Local date, YYYY-MM-DD.", examples=["2026-12-08"]),
+]
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=128,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Unique per intended change; a retry with the same key returns its result.",
+    ),
+]
 
 Phone = Annotated[
     str,
@@ -36,16 +69,16 @@ class Strict(BaseModel):
 class VendorRegistration(Strict):
     """Body of ``POST /v1/vendors``."""
 
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)] = (
-        Field(examples=["陈小梅"])
-    )
+    name: Annotated[
+        PlainText, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)
+    ] = Field(examples=["陈小梅"])
     phone: Phone
     password: str = Field(min_length=8, max_length=128, examples=["correct horse battery"])
     priority_group: PriorityGroup = Field(default=PriorityGroup.NONE)
     categories: list[Category] = Field(
         min_length=1, max_length=5, description="Permitted stall categories."
     )
-    health_certificate_expires: dt.date | None = Field(
+    health_certificate_expires: IsoDate | None = Field(
         default=None, description="Expiry of the health certificate (needed for cooked food)."
     )
 
@@ -90,7 +123,7 @@ class BookingRequest(Strict):
     """Body of ``POST /v1/bookings``."""
 
     stall_id: str = Field(pattern=STALL_ID_PATTERN, examples=["XZ-03-A017"])
-    date: dt.date = Field(description="Local date of the window.")
+    date: IsoDate = Field(description="Local date of the window, YYYY-MM-DD.")
     window_id: str = Field(pattern=WINDOW_ID_PATTERN, examples=["evening"])
 
 
@@ -197,20 +230,80 @@ class AvailabilityView(BaseModel):
 class SuspensionRequest(Strict):
     """Body of ``POST /v1/admin/markets/{id}/suspensions``."""
 
-    first_date: dt.date
-    last_date: dt.date
-    reason: str = Field(min_length=1, max_length=200, examples=["台风红色预警 Typhoon signal red"])
+    first_date: IsoDate = Field(description="First suspended date (today or later).")
+    last_date: IsoDate = Field(description="Last suspended date (inclusive).")
+    reason: PlainText = Field(
+        min_length=1, max_length=200, examples=["台风红色预警 Typhoon signal red"]
+    )
 
 
-class SuspensionView(BaseModel):
-    """A suspension and what it did."""
+class SuspensionRecordView(BaseModel):
+    """A market suspension as stored."""
 
     suspension_id: str
     market_id: str
     first_date: dt.date
     last_date: dt.date
     reason: str
-    cancelled_bookings: int
+    origin: str = Field(description="admin (this API) or windows (a market.suspended event).")
+    declared_at: dt.datetime | None
+    lifted_at: dt.datetime | None = Field(description="When it was lifted; null while in force.")
+    reopened_from: dt.date | None = Field(description="First date the lift reopened.")
+
+    @classmethod
+    def fields_of(cls, suspension: Suspension) -> dict[str, object]:
+        """The fields of ``suspension`` (times in Zhuhai local time)."""
+
+        def local(when: dt.datetime | None) -> dt.datetime | None:
+            return when.astimezone(MARKET_TZ) if when else None
+
+        return {
+            "suspension_id": suspension.id,
+            "market_id": suspension.market_id,
+            "first_date": suspension.first_date,
+            "last_date": suspension.last_date,
+            "reason": suspension.reason,
+            "origin": suspension.origin,
+            "declared_at": local(suspension.declared_at),
+            "lifted_at": local(suspension.lifted_at),
+            "reopened_from": suspension.reopened_from,
+        }
+
+    @classmethod
+    def of(cls, suspension: Suspension) -> SuspensionRecordView:
+        """The view of ``suspension``."""
+        return cls.model_validate(cls.fields_of(suspension))
+
+
+class SuspensionView(SuspensionRecordView):
+    """A declared suspension and what declaring it did."""
+
+    cancelled_bookings: int = Field(description="Bookings this request cancelled.")
+
+    @classmethod
+    def declared(cls, suspension: Suspension, cancelled_bookings: int) -> SuspensionView:
+        """The view of ``suspension`` after cancelling ``cancelled_bookings``."""
+        return cls.model_validate(
+            {**cls.fields_of(suspension), "cancelled_bookings": cancelled_bookings}
+        )
+
+
+class LiftView(SuspensionRecordView):
+    """A lifted suspension."""
+
+    reopened_dates: int = Field(description="Dates this request reopened.")
+    already_lifted: bool = Field(description="It had been lifted before; nothing changed.")
+
+    @classmethod
+    def lifted(cls, suspension: Suspension, reopened_dates: int, already_lifted: bool) -> LiftView:
+        """The view of a lift."""
+        return cls.model_validate(
+            {
+                **cls.fields_of(suspension),
+                "reopened_dates": reopened_dates,
+                "already_lifted": already_lifted,
+            }
+        )
 
 
 class ImportView(BaseModel):

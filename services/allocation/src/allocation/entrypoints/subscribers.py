@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import logging
+
 from faststream.kafka import KafkaBroker
 from redis.asyncio import Redis
 
 from allocation.bootstrap import Allocation
+from allocation.domain.errors import Rejected
+from allocation.service_layer.markets import MAX_SUSPENSION_ID_LENGTH, DeclareSuspension
 from contracts.envelope import RawEnvelope
 from contracts.events import CheckInDeadlinePassed, MarketResumed, MarketSuspended
-from stallkit.messaging import subscribe_events
+from contracts.text import plain_text_problem
+from stallkit.messaging import UnprocessableEvent, subscribe_events
+
+log = logging.getLogger(__name__)
+
+
+def suspension_id_of(event: MarketSuspended, envelope: RawEnvelope) -> str:
+    """The id a ``market.suspended`` is applied under: its own, else one from the event id."""
+    return event.suspension_id or f"sp_{envelope.id}"[:MAX_SUSPENSION_ID_LENGTH]
 
 
 def register_subscribers(broker: KafkaBroker, redis: Redis, allocation: Allocation) -> None:
@@ -20,17 +32,39 @@ def register_subscribers(broker: KafkaBroker, redis: Redis, allocation: Allocati
         )
 
     async def on_suspended(event: MarketSuspended, envelope: RawEnvelope) -> None:
-        await allocation.markets.suspend(
-            event.market_id,
-            event.first_date,
-            event.last_date,
-            event.reason,
-            f"sp_{envelope.id}",
-            announce=False,
-        )
+        # Applied once per suspension id: a redelivery, or windows re-announcing a suspension
+        # allocation declared, finds the id and only finishes cancelling its bookings.
+        problem = plain_text_problem(event.reason)
+        if problem is not None:
+            raise UnprocessableEvent(f"reason: {problem}")
+        try:
+            await allocation.markets.declare(
+                DeclareSuspension(
+                    market_id=event.market_id,
+                    first_date=event.first_date,
+                    last_date=event.last_date,
+                    reason=event.reason,
+                    origin="windows",
+                    suspension_id=suspension_id_of(event, envelope),
+                )
+            )
+        except Rejected as exc:  # unknown market, reversed or too long a range
+            raise UnprocessableEvent(f"{exc.code}: {exc.detail or ''}") from exc
 
     async def on_resumed(event: MarketResumed, envelope: RawEnvelope) -> None:
-        await allocation.markets.resume(event.market_id)
+        try:
+            if event.suspension_id is None:
+                # Older producers: every suspension of the market lifts, from today on.
+                await allocation.markets.lift_all(event.market_id)
+            else:
+                await allocation.markets.lift(event.market_id, event.suspension_id, announce=False)
+        except Rejected as exc:
+            if exc.code != "suspension_not_found":
+                raise UnprocessableEvent(f"{exc.code}: {exc.detail or ''}") from exc
+            log.warning(
+                "market.resumed for a suspension allocation does not know",
+                extra={"market_id": event.market_id, "suspension_id": event.suspension_id},
+            )
 
     subscribe_events(
         broker,

@@ -74,7 +74,12 @@ class VendorService:
         After ``max_login_failures`` wrong passwords for a number, logins to it are refused
         (``too_many_attempts``) until the lockout period has passed.
         """
-        if await self.store.login_failures(phone) >= self.max_login_failures:
+        # The attempt is counted before the password is checked, atomically: however many
+        # logins arrive at once, at most max_login_failures passwords are ever verified.
+        reserved = await self.store.reserve_login_attempt(
+            phone, self.max_login_failures, self.lockout_seconds
+        )
+        if not reserved:
             raise rejected("too_many_attempts", retry_after_seconds=self.lockout_seconds)
         vendor_id = await self.store.id_for_phone(phone)
         stored = await self.store.password_hash(vendor_id) if vendor_id else None
@@ -83,7 +88,6 @@ class VendorService:
             if vendor_id is None or stored is None:
                 raise VerificationError
         except (VerificationError, InvalidHashError):
-            await self.store.record_login_failure(phone, self.lockout_seconds)
-            raise rejected("invalid_credentials") from None
-        await self.store.clear_login_failures(phone)
+            raise rejected("invalid_credentials") from None  # the reserved attempt stays counted
+        await self.store.clear_login_failures(phone)  # a success releases every attempt
         return vendor_id

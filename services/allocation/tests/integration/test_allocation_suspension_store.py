@@ -1,0 +1,115 @@
+"""Suspension and login-attempt scripts against a single Redis and a three-master Cluster.
+
+No HTTP: the service layer drives the scripts as in production (every key in KEYS, one slot),
+and the outbox entries they write are read back and checked against their contracts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
+from allocation.bootstrap import Allocation, bootstrap
+from allocation.domain.errors import Rejected
+from allocation.service_layer.markets import DeclareSuspension
+from stallkit.clock import Clock
+from stalltest.allocation import MONDAY, TUESDAY, local, set_now, settings_for, small_catalogue
+from stalltest.plugin import Infra, Isolation, RedisClusterInfo
+
+pytestmark = pytest.mark.integration
+
+WEDNESDAY = MONDAY + timedelta(days=2)
+THURSDAY = MONDAY + timedelta(days=3)
+
+
+@pytest.fixture(params=["single", "cluster"])
+async def store(request: pytest.FixtureRequest, infra: Infra) -> AsyncIterator[Any]:
+    """A client of the session's redis-server, or of the three-master cluster."""
+    client: Redis | RedisCluster
+    if request.param == "cluster":
+        cluster: RedisClusterInfo = request.getfixturevalue("redis_cluster")
+        client = RedisCluster.from_url(cluster.url)
+    else:
+        client = Redis.from_url(infra.redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def allocation(store: Any, isolation: Isolation) -> Allocation:
+    """Allocation's stores and services on ``store``, the small catalogue loaded, Monday 10:00."""
+    built = bootstrap(settings_for(isolation), Clock(), store)
+    await built.catalogue.import_catalogue(small_catalogue())
+    set_now(built.clock, local(MONDAY, 10))
+    return built
+
+
+async def events(allocation: Allocation, check: Callable[[bytes], Any], name: str) -> list[Any]:
+    """The outbox's events of one type, checked against their contract, oldest first."""
+    entries = await allocation.catalogue.redis.xrange(allocation.keys.outbox())
+    found = [check(fields[b"value"]) for _, fields in entries]
+    return [e for e in found if e.type.endswith(f".{name}.v1")]
+
+
+async def test_declare_and_lift_write_dates_records_and_events_together(
+    allocation: Allocation, contract_check: Callable[[bytes], Any]
+) -> None:
+    markets = allocation.markets
+    typhoon = await markets.declare(
+        DeclareSuspension("XZ-91", TUESDAY, THURSDAY, "台风", idempotency_key="k1")
+    )
+    works = await markets.declare(DeclareSuspension("XZ-91", WEDNESDAY, WEDNESDAY, "施工"))
+    replay = await markets.declare(
+        DeclareSuspension("XZ-91", TUESDAY, THURSDAY, "台风", idempotency_key="k1")
+    )
+    with pytest.raises(Rejected) as reused:
+        await markets.declare(
+            DeclareSuspension("XZ-91", TUESDAY, TUESDAY, "台风", idempotency_key="k1")
+        )
+    echo = await markets.declare(
+        DeclareSuspension(
+            "XZ-91", TUESDAY, THURSDAY, "台风", origin="windows",
+            suspension_id=typhoon.suspension.id,
+        )
+    )  # fmt: skip
+
+    assert reused.value.code == "idempotency_key_reused"
+    assert (replay.replayed, replay.suspension.id) == (True, typhoon.suspension.id)
+    assert echo.suspension.origin == "admin"  # the declared one, not a second record
+    assert len(await markets.suspensions_of("XZ-91")) == 2
+    reasons = [await markets.suspensions.reason_on("XZ-91", d) for d in (TUESDAY, WEDNESDAY)]
+    assert reasons == ["台风", "施工"]
+
+    lifted = await markets.lift("XZ-91", works.suspension.id, announce=True)
+    again = await markets.lift("XZ-91", works.suspension.id, announce=True)
+
+    assert (lifted.already_lifted, lifted.reopened_dates) == (False, 0)
+    assert again.already_lifted
+    # Wednesday is still the typhoon's: the reason of the suspension in force comes back.
+    assert await markets.suspensions.reason_on("XZ-91", WEDNESDAY) == "台风"
+    declared = await events(allocation, contract_check, "suspension.declared")
+    assert [e.data["suspension_id"] for e in declared] == [
+        typhoon.suspension.id,
+        works.suspension.id,
+    ]
+    (lift_event,) = await events(allocation, contract_check, "suspension.lifted")
+    assert lift_event.data["suspension_id"] == works.suspension.id
+
+    await markets.lift("XZ-91", typhoon.suspension.id, announce=False)
+    for day in (TUESDAY, WEDNESDAY, THURSDAY):
+        assert await markets.suspensions.reason_on("XZ-91", day) is None
+    assert len(await events(allocation, contract_check, "suspension.lifted")) == 1
+
+
+async def test_login_attempts_are_reserved_up_to_the_limit(allocation: Allocation) -> None:
+    vendors = allocation.vendors
+    reserved = [await vendors.reserve_login_attempt("13900001111", 3, 900) for _ in range(5)]
+    assert reserved == [True, True, True, False, False]
+    assert await vendors.login_failures("13900001111") == 3
+    await vendors.clear_login_failures("13900001111")
+    assert await vendors.reserve_login_attempt("13900001111", 3, 900)
