@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -101,6 +102,17 @@ _STATUS_CODES = {
 }
 
 
+def allowed_methods(request: Request) -> str:
+    """The ``Allow`` of a 405: every method of the path, whichever route answers it."""
+    path = request.scope.get("path", "")
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
 def _clean_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     errors = []
     for err in exc.errors():
@@ -129,7 +141,12 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(exc.status_code, "http_error")
         detail = exc.detail if isinstance(exc.detail, str) and code == "http_error" else None
-        return problem_response(request, code, exc.status_code, detail)
+        response = problem_response(request, code, exc.status_code, detail)
+        response.headers.update(exc.headers or {})
+        # Starlette's Allow names the methods of one route only, not of the whole path.
+        if exc.status_code == 405 and (allowed := allowed_methods(request)):
+            response.headers["Allow"] = allowed
+        return response
 
     @app.exception_handler(RedisConnectionError)
     @app.exception_handler(RedisTimeoutError)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from fastapi import APIRouter, FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from faststream.kafka import KafkaBroker
 from faststream_fastapi import FastStreamAPI
 from prometheus_client import (
@@ -29,6 +29,7 @@ from stallkit.auth import install_token_verifier, whoami_router
 from stallkit.clock import Clock
 from stallkit.logs import configure_logging
 from stallkit.messaging import consumer_health, make_broker, start_broker_when_reachable
+from stallkit.openapi import install_problem_docs, problems
 from stallkit.problems import install_problem_handlers, problem_response
 from stallkit.settings import CommonSettings
 
@@ -144,7 +145,7 @@ def _ops_router(parts: ServiceParts, started: asyncio.Event) -> APIRouter:
         """Liveness: the process answers."""
         return {"status": "ok", "service": parts.settings.service_name}
 
-    @router.get("/readyz", response_model=None)
+    @router.get("/readyz", response_model=None, responses=problems(503))
     async def readyz(request: Request) -> JSONResponse:
         """Readiness: Redis and the Kafka broker answer; no consumer waits out a failure."""
         checks: dict[str, bool] = {"redis": False, "kafka": False, "started": started.is_set()}
@@ -160,7 +161,7 @@ def _ops_router(parts: ServiceParts, started: asyncio.Event) -> APIRouter:
             request, "service_unavailable", 503, checks=checks, stuck_consumers=stuck
         )
 
-    @router.get("/metrics")
+    @router.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> Response:
         """Prometheus metrics."""
         return Response(generate_latest(parts.registry), media_type=CONTENT_TYPE_LATEST)
@@ -219,6 +220,7 @@ def build_service(
     app.state.redis = parts.redis
     app.state.broker = parts.broker
     install_problem_handlers(app)
+    install_problem_docs(app)
     app.add_middleware(_HttpMetrics, registry=parts.registry)
     # Routes are matched in order, and matching is not free: service routes (hot paths
     # first, as given) before the operational ones.

@@ -13,6 +13,7 @@ from allocation.entrypoints.deps import AllocationDep, CurrentVendor
 from allocation.entrypoints.schemas import TokenResponse, VendorProfile, VendorRegistration
 from allocation.service_layer.vendors import RegisterVendor
 from stallkit.auth import Role, mint_token
+from stallkit.openapi import problems
 
 router = APIRouter(prefix="/v1", tags=["vendors"])
 #: Served at the root: ``/.well-known/jwks.json``.
@@ -28,7 +29,7 @@ async def vendor_token_keys(
     return allocation.settings.vendor_token_key().jwks()
 
 
-@router.post("/vendors", status_code=status.HTTP_201_CREATED)
+@router.post("/vendors", status_code=status.HTTP_201_CREATED, responses=problems(409))
 async def register_vendor(body: VendorRegistration, allocation: AllocationDep) -> VendorProfile:
     """Register a vendor (phone numbers are unique)."""
     vendor = await allocation.vendor_service.register(
@@ -44,7 +45,13 @@ async def register_vendor(body: VendorRegistration, allocation: AllocationDep) -
     return VendorProfile.of(vendor, 0, allocation.clock.now())
 
 
-@router.post("/auth/token")
+@router.post(
+    "/auth/token",
+    responses={
+        401: {"description": "Wrong phone number or password (`invalid_credentials`)."},
+        **problems(429),
+    },
+)
 async def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()], allocation: AllocationDep
 ) -> TokenResponse:
@@ -64,7 +71,7 @@ async def login(
     return TokenResponse(access_token=token, expires_in=ttl)
 
 
-@router.get("/vendors/me")
+@router.get("/vendors/me", responses=problems(404))
 async def my_profile(principal: CurrentVendor, allocation: AllocationDep) -> VendorProfile:
     """The caller's profile, no-shows in the period and any booking suspension."""
     vendor = await allocation.vendors.get(principal.sub)
