@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
 from collections.abc import Awaitable, Callable
 
 from faststream_fastapi import FastStreamAPI
@@ -29,12 +27,9 @@ def create_app(settings: AllocationSettings | None = None) -> FastStreamAPI:
     register_subscribers(parts.broker, parts.redis, allocation)
 
     async def start_relay() -> Callable[[], Awaitable[None]]:
+        # Every replica runs one; only the holder of the outbox's lease relays (in order).
         relay = OutboxRelay(
-            parts.redis,
-            settings,
-            allocation.keys.outbox(),
-            consumer_name=f"{socket.gethostname()}-{os.getpid()}",
-            registry=parts.registry,
+            parts.redis, settings, allocation.keys.outbox(), registry=parts.registry
         )
         relay.start()
         return relay.stop
