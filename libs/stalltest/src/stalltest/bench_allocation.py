@@ -188,8 +188,14 @@ async def _vendors(redis_url: str, count: int, now: datetime) -> list[str]:
     return ids
 
 
-async def run(seconds: int, concurrency: int) -> tuple[Result, Result]:
-    """Start everything, measure the bare endpoint and the booking path, stop everything."""
+async def run(
+    seconds: int, concurrency: int, fsync_policies: list[str]
+) -> tuple[Result, list[Result]]:
+    """Start everything, measure the bare endpoint and the booking path, stop everything.
+
+    Redis keeps an append-only file as in production; the booking path is measured once per
+    ``appendfsync`` policy (switched with CONFIG SET between runs, each run on its own days).
+    """
     work = Path(tempfile.mkdtemp(prefix="alloc-bench-"))
     kafka_port, redis_port, alloc_port, bare_port = (procs.free_port() for _ in range(4))
     now = _next_monday_9am()
@@ -205,7 +211,7 @@ async def run(seconds: int, concurrency: int) -> tuple[Result, Result]:
     uvicorn = [sys.executable, "-m", "uvicorn", "--no-access-log", "--log-level", "warning"]
     children = [
         procs.spawn(procs.broker_args(kafka_port), log_path=work / "broker.log"),
-        procs.spawn(procs.redis_args(redis_port, work, persistent=False), log_path=work / "r.log"),
+        procs.spawn(procs.redis_args(redis_port, work, persistent=True), log_path=work / "r.log"),
     ]
     try:
         procs.wait_for_port(kafka_port)
@@ -252,19 +258,38 @@ async def run(seconds: int, concurrency: int) -> tuple[Result, Result]:
         vendors = await _vendors(env["REDIS_URL"], len(stalls), now)
         tokens = [dev_token(Role.VENDOR, v, now=now, ttl_seconds=86400) for v in vendors]
         # Vendor i books stall i, day after day: every request can succeed, none overlap.
-        request_file = work / "requests.tsv"
-        with request_file.open("w") as out:
-            for day in days:
-                for i, stall in enumerate(stalls):
-                    body = {"stall_id": stall, "date": day.isoformat(), "window_id": "evening"}
-                    out.write(f"{tokens[i]}\t{json.dumps(body)}\n")
+        # Each measured run gets its own days, so no run meets another's bookings.
+        per_run = len(days) // len(fsync_policies)
+        request_files = []
+        for run_index in range(len(fsync_policies)):
+            request_file = work / f"requests-{run_index}.tsv"
+            with request_file.open("w") as out:
+                for day in days[run_index * per_run : (run_index + 1) * per_run]:
+                    for i, stall in enumerate(stalls):
+                        body = {"stall_id": stall, "date": day.isoformat(), "window_id": "evening"}
+                        out.write(f"{tokens[i]}\t{json.dumps(body)}\n")
+            request_files.append(request_file)
         bare_url = f"http://127.0.0.1:{bare_port}/bare"
-        wrk("warm-up", bare_url, request_file, seconds=2, concurrency=concurrency)
-        bare = wrk("bare FastAPI + 1 Redis RTT", bare_url, request_file,
+        wrk("warm-up", bare_url, request_files[0], seconds=2, concurrency=concurrency)
+        bare = wrk("bare FastAPI + 1 Redis RTT", bare_url, request_files[0],
                    seconds=seconds, concurrency=concurrency)  # fmt: skip
-        booking = wrk("POST /v1/bookings", f"{alloc}/v1/bookings", request_file,
-                      seconds=seconds, concurrency=concurrency)  # fmt: skip
-        return bare, booking
+        bookings = []
+        redis = Redis.from_url(env["REDIS_URL"])
+        try:
+            for policy, request_file in zip(fsync_policies, request_files, strict=True):
+                await redis.config_set("appendfsync", policy)
+                bookings.append(
+                    wrk(
+                        f"POST /v1/bookings ({policy})",
+                        f"{alloc}/v1/bookings",
+                        request_file,
+                        seconds=seconds,
+                        concurrency=concurrency,
+                    )
+                )
+        finally:
+            await redis.aclose()
+        return bare, bookings
     finally:
         for child in reversed(children):
             procs.stop(child)
@@ -275,17 +300,30 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="allocation booking benchmark")
     parser.add_argument("--seconds", type=int, default=10, help="length of each measured run")
     parser.add_argument("--concurrency", type=int, default=100, help="concurrent connections")
+    parser.add_argument(
+        "--fsync",
+        default="everysec,always",
+        help="comma-separated Redis appendfsync policies to measure the booking path under",
+    )
     args = parser.parse_args(argv)
-    bare, booking = asyncio.run(run(args.seconds, args.concurrency))
+    policies = [p.strip() for p in args.fsync.split(",") if p.strip()]
+    if not policies or not set(policies) <= {"no", "everysec", "always"}:
+        parser.error("--fsync takes no, everysec and/or always")
+    bare, bookings = asyncio.run(run(args.seconds, args.concurrency, policies))
     print(
         f"\nallocation booking benchmark: wrk, {args.concurrency} connections, "
-        f"{args.seconds} s each, one uvicorn worker each, same machine, same run"
+        f"{args.seconds} s each, one uvicorn worker each, same machine, same run, "
+        "Redis with an append-only file"
     )
     print(bare.line())
-    print(booking.line())
-    print(f"bookings created: {booking.succeeded / booking.seconds:.0f} bookings/s")
-    ratio = booking.throughput / bare.throughput
-    print(f"booking/bare throughput ratio: {ratio:.2f} (aim: >= 0.50)")
+    for booking in bookings:
+        print(booking.line())
+    for policy, booking in zip(policies, bookings, strict=True):
+        ratio = booking.throughput / bare.throughput
+        print(
+            f"appendfsync {policy:<8}: {booking.succeeded / booking.seconds:.0f} bookings/s, "
+            f"booking/bare throughput ratio {ratio:.2f} (aim: >= 0.50)"
+        )
 
 
 if __name__ == "__main__":
