@@ -18,8 +18,9 @@ from stallctl import procs
 from stallctl.dlq import app as dlq_app
 from stallctl.keytool import KeyKind, merged_jwks, new_key_pair
 from stallctl.tokens import StaffSettings, staff_token
-from stallkit.auth import AUDIENCES, Role
-from stallkit.settings import RETIRED_JWT_SECRET_MESSAGE, CommonSettings
+from stallkit.auth import AUDIENCES, Role, mint_token
+from stallkit.keys import Issuer, SigningKey, canonical_seed
+from stallkit.settings import RETIRED_JWT_SECRET_MESSAGE, CommonSettings, Mode
 
 app = typer.Typer(
     name="stallctl",
@@ -31,11 +32,12 @@ app.add_typer(dlq_app, name="dlq")
 
 
 class RoleChoice(StrEnum):
-    """Roles a staff token can carry (vendor tokens come from allocation's login)."""
+    """Roles a token can carry: staff roles, and vendor (signed with allocation's key)."""
 
     ADMIN = "admin"
     PATROL = "patrol"
     DISTRICT = "district"
+    VENDOR = "vendor"
 
 
 class AudienceChoice(StrEnum):
@@ -182,10 +184,19 @@ def token(
         ),
     ] = None,
 ) -> None:
-    """Print a staff token signed with STALL_STAFF_SIGNING_KEY (or the development key)."""
+    """Print a staff token signed with STALL_STAFF_SIGNING_KEY (or the development key).
+
+    ``--role vendor`` signs with allocation's vendor-token key instead
+    (ALLOCATION_TOKEN_SIGNING_KEY, or allocation's development key), as allocation's login does.
+    """
     if not sub.strip():
         raise typer.BadParameter("must not be empty", param_hint="--sub")
     staff = _staff_settings()
+    if role is RoleChoice.VENDOR:
+        typer.echo(
+            _vendor_token(staff, sub, ttl, [a.value for a in audience] if audience else None)
+        )
+        return
     if role in (RoleChoice.PATROL, RoleChoice.DISTRICT) and not district:
         typer.echo(f"note: a {role.value} token usually carries --district", err=True)
     typer.echo(
@@ -198,6 +209,37 @@ def token(
             district=district,
             audience=[a.value for a in audience] if audience else AUDIENCES,
         )
+    )
+
+
+def _vendor_token(staff: StaffSettings, sub: str, ttl: int, audience: list[str] | None) -> str:
+    """A vendor token signed with allocation's key, as its login would issue."""
+    from allocation.config import DEV_VENDOR_TOKEN_SEED_B64, VENDOR_TOKEN_AUDIENCE
+
+    seed = os.environ.get("ALLOCATION_TOKEN_SIGNING_KEY", "")
+    if not seed:
+        if staff.mode is Mode.PROD:
+            typer.echo(
+                "vendor tokens are signed with allocation's key: set "
+                "ALLOCATION_TOKEN_SIGNING_KEY (vendors normally log in: POST /v1/auth/token)",
+                err=True,
+            )
+            raise typer.Exit(2)
+        seed = DEV_VENDOR_TOKEN_SEED_B64
+    try:
+        key = SigningKey.from_seed(
+            Issuer.ALLOCATION, canonical_seed(seed, "ALLOCATION_TOKEN_SIGNING_KEY")
+        )
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    return mint_token(
+        key,
+        sub=sub,
+        role=Role.VENDOR,
+        now=staff.clock().now(),
+        ttl_seconds=ttl,
+        audience=audience or VENDOR_TOKEN_AUDIENCE,
     )
 
 

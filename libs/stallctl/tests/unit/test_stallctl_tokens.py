@@ -27,6 +27,7 @@ CLEAN = {
     "STALL_CLOCK_OFFSET_SECONDS": None,
     "STALL_CLOCK_SPEED": None,
     "STALL_CLOCK_ANCHOR": None,
+    "ALLOCATION_TOKEN_SIGNING_KEY": None,
 }
 
 
@@ -65,8 +66,25 @@ def test_the_audience_option_narrows_the_token() -> None:
     assert run("token", "--role", "admin", "--sub", "ops", "--audience", "bank").exit_code == 2
 
 
-def test_stallctl_mints_no_vendor_tokens_and_no_empty_subjects() -> None:
-    assert run("token", "--role", "vendor", "--sub", "vd_1").exit_code == 2
+def test_vendor_tokens_are_signed_with_allocations_key_never_the_staff_key() -> None:
+    seed = new_seed()
+    keys = {"ALLOCATION_TOKEN_SIGNING_KEY": seed, "STALL_STAFF_SIGNING_KEY": new_seed()}
+    token = stdout_of("token", "--role", "vendor", "--sub", "vd_1", **keys)
+    allocation_jwks = SigningKey.from_seed(Issuer.ALLOCATION, seed).jwks()
+    kid = jwt.get_unverified_header(token)["kid"]
+    key = jwt.PyJWKSet.from_dict(allocation_jwks)[kid]
+    claims = jwt.decode(token, key, algorithms=["EdDSA"], audience="allocation",
+                        issuer=Issuer.ALLOCATION.uri)  # fmt: skip
+    assert (claims["sub"], claims["role"], claims["aud"]) == ("vd_1", "vendor", ["allocation"])
+    dev = stdout_of("token", "--role", "vendor", "--sub", "vd_1")  # zero configuration
+    assert jwt.get_unverified_header(dev)["kid"].startswith("allocation-")
+    refused = run("token", "--role", "vendor", "--sub", "vd_1", STALL_MODE="prod",
+                  STALL_STAFF_SIGNING_KEY=new_seed())  # fmt: skip
+    assert refused.exit_code == 2
+    assert "ALLOCATION_TOKEN_SIGNING_KEY" in refused.output
+
+
+def test_stallctl_mints_no_empty_subjects() -> None:
     assert run("token", "--role", "admin", "--sub", "  ").exit_code == 2
 
 
