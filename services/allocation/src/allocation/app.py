@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from faststream_fastapi import FastStreamAPI
 
@@ -17,6 +19,20 @@ from stallkit.outbox import OutboxRelay
 from stallkit.service import ServiceParts, build_service, lazy_app
 
 CATALOGUE_REFRESH_SECONDS = 2.0
+
+log = logging.getLogger(__name__)
+
+
+def _background(work: Coroutine[Any, Any, None]) -> Callable[[], Awaitable[None]]:
+    """Run ``work`` as a task; return what cancels and awaits it."""
+    task = asyncio.create_task(work)
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return stop
 
 
 def create_app(settings: AllocationSettings | None = None) -> FastStreamAPI:
@@ -34,6 +50,25 @@ def create_app(settings: AllocationSettings | None = None) -> FastStreamAPI:
         relay.start()
         return relay.stop
 
+    async def index_earlier_bookings() -> Callable[[], Awaitable[None]]:
+        # A store written before the overlap check's active-bookings index existed gets its
+        # active bookings indexed once (idempotent; a marker key says it was done).
+        marker = allocation.keys.k("migrated", "active-index")
+
+        async def once() -> None:
+            while True:
+                try:
+                    if not await parts.redis.exists(marker):
+                        now = allocation.clock.now().timestamp()
+                        await allocation.ledger.index_active_bookings(now)
+                        await parts.redis.set(marker, b"1")
+                    return
+                except Exception as exc:  # Redis not there yet: try again
+                    log.warning("indexing earlier bookings failed", extra={"error": repr(exc)})
+                    await asyncio.sleep(2.0)
+
+        return _background(once())
+
     async def keep_catalogue_fresh() -> Callable[[], Awaitable[None]]:
         async def loop() -> None:
             while True:
@@ -41,14 +76,7 @@ def create_app(settings: AllocationSettings | None = None) -> FastStreamAPI:
                     await allocation.catalogue.refresh()
                 await asyncio.sleep(CATALOGUE_REFRESH_SECONDS)
 
-        task = asyncio.create_task(loop())
-
-        async def stop() -> None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-        return stop
+        return _background(loop())
 
     app = build_service(
         parts,
@@ -64,7 +92,7 @@ def create_app(settings: AllocationSettings | None = None) -> FastStreamAPI:
             http_catalogue.router,
             http_admin.router,
         ],
-        background=[start_relay, keep_catalogue_fresh],
+        background=[index_earlier_bookings, start_relay, keep_catalogue_fresh],
     )
     install_problems(app._application)
     app._application.state.allocation = allocation

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 import pytest
 
-from stalltest.allocation import MONDAY, RunningAllocation
+from stalltest.allocation import MONDAY, RunningAllocation, serve, set_now
 
 pytestmark = pytest.mark.integration
 
@@ -46,3 +49,27 @@ async def test_stall_taken_for_second_vendor(svc: RunningAllocation) -> None:
     assert taken.status_code == 409
     assert taken.headers["content-type"].startswith("application/problem+json")
     assert taken.json()["code"] == "stall_taken"
+
+
+async def test_a_restart_indexes_bookings_of_a_store_from_before_the_active_index(
+    svc: RunningAllocation, eventually: Callable[..., Awaitable[Any]]
+) -> None:
+    vendor_id, token = await svc.vendor()
+    body = {"stall_id": "XZ-91-C001", "date": MONDAY.isoformat(), "window_id": "evening"}
+    async with svc.client(token) as c:
+        booked = await c.post("/v1/bookings", json=body, headers={"Idempotency-Key": "old"})
+    assert booked.status_code == 201, booked.text
+    # What an older version left behind: the booking, no active-bookings index, no marker.
+    redis, keys = svc.allocation.ledger.redis, svc.allocation.keys
+    await redis.delete(keys.vendor_active(vendor_id), keys.k("migrated", "active-index"))
+
+    async with serve(svc.settings) as restarted:
+        set_now(restarted.clock, svc.clock.now())
+        await eventually(lambda: redis.exists(keys.k("migrated", "active-index")))
+        overlapping = {"stall_id": "XZ-92-C001", "date": MONDAY.isoformat(), "window_id": "late"}
+        async with restarted.client(token) as c:
+            refused = await c.post(
+                "/v1/bookings", json=overlapping, headers={"Idempotency-Key": "new"}
+            )
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["code"] == "overlapping_booking"
