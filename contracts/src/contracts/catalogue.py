@@ -5,15 +5,26 @@ from __future__ import annotations
 import re
 from datetime import time
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from contracts.text import PlainText, PlainTextOrEmpty
 
 MARKET_ID_PATTERN = r"^[A-Z]{2}-\d{2}$"
 STALL_ID_PATTERN = r"^[A-Z]{2}-\d{2}-[A-Z]\d{3}$"
 WINDOW_ID_PATTERN = r"^[a-z][a-z0-9_]{1,31}$"
+#: A local time of day, ``HH:MM`` or ``HH:MM:SS`` (no offset: windows are Asia/Shanghai time).
+LOCAL_TIME_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$"
 
 MarketId = Annotated[
     str, Field(pattern=MARKET_ID_PATTERN, description="Market id.", examples=["XZ-03"])
@@ -26,6 +37,25 @@ WindowId = Annotated[
     Field(
         pattern=WINDOW_ID_PATTERN, description="Window id within a market.", examples=["evening"]
     ),
+]
+
+
+def _local_time(value: Any) -> Any:
+    if isinstance(value, time):
+        if value.tzinfo is not None or value.microsecond:
+            raise ValueError("a local time of day has no offset and no fraction of a second")
+        return value
+    if not isinstance(value, str) or not re.fullmatch(LOCAL_TIME_PATTERN, value):
+        raise ValueError("a local time of day is written HH:MM or HH:MM:SS")
+    return value
+
+
+#: A local time of day: ``datetime.time`` in Python, ``HH:MM[:SS]`` in JSON (emitted ``HH:MM:SS``).
+LocalTime = Annotated[
+    time,
+    BeforeValidator(_local_time),
+    PlainSerializer(lambda t: t.strftime("%H:%M:%S"), return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "pattern": LOCAL_TIME_PATTERN}),
 ]
 
 
@@ -76,8 +106,8 @@ class MarketWindow(BaseModel):
         description="ISO weekdays the window runs on (1 = Monday).",
         examples=[[1, 2, 3, 4, 5, 6, 7]],
     )
-    start: time = Field(description="Local start time.", examples=["17:30"])
-    end: time = Field(description="Local end time, same day.", examples=["22:30"])
+    start: LocalTime = Field(description="Local start time.", examples=["17:30:00"])
+    end: LocalTime = Field(description="Local end time, same day.", examples=["22:30:00"])
 
     @model_validator(mode="after")
     def _ordered(self) -> MarketWindow:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
-from contracts.catalogue import MARKET_ID_PATTERN
+from contracts.catalogue import MARKET_ID_PATTERN, LocalTime
 from stallkit.problems import ProblemError, register_messages
 from windows.adapters.schedule_store import ScheduleStore
 from windows.domain.schedule import MarketSchedule
@@ -25,8 +25,8 @@ class WindowOut(BaseModel):
     name_zh: str = Field(examples=["夜市"])
     name_en: str = Field(examples=["Evening market"])
     days: list[int] = Field(description="ISO weekdays (1 = Monday).", examples=[[1, 2, 3]])
-    start: time = Field(examples=["17:30:00"])
-    end: time = Field(examples=["22:30:00"])
+    start: LocalTime = Field(description="Local start time.", examples=["17:30:00"])
+    end: LocalTime = Field(description="Local end time, same day.", examples=["22:30:00"])
 
 
 class ScheduleOut(BaseModel):
