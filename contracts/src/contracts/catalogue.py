@@ -13,6 +13,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    StrictBool,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -165,7 +166,7 @@ class Stall(BaseModel):
     id: StallId
     market_id: MarketId
     category: Category
-    active: bool = Field(default=True, description="Inactive stalls cannot be booked.")
+    active: StrictBool = Field(default=True, description="Inactive stalls cannot be booked.")
 
     @model_validator(mode="after")
     def _belongs(self) -> Stall:

@@ -304,6 +304,9 @@ CASES: dict[str, Case] = {
                                  json={**SUSPENSION, "reason": ""}),
     "suspension-unknown-market": Case("POST", "/v1/admin/markets/ZZ-00/suspensions", 404,
                                       "market_not_found", who="admin", json=SUSPENSION),
+    "schedule-repeated-window": Case("PUT", "/v1/admin/markets/XZ-91/schedule", 422,
+                                     "validation_failed", who="admin",
+                                     json=[MARKET["windows"][0], MARKET["windows"][0]]),
     "check-in-empty-code": Case("POST", "/v1/bookings/bk_0000000000000000/check-in", 422,
                                 "validation_failed", json={"code": ""}),
     # tokens

@@ -8,7 +8,9 @@ from typing import Annotated
 
 import segno
 from fastapi import APIRouter, Body, Response, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
+from pydantic import ValidationError
 
 from allocation.bootstrap import Allocation
 from allocation.domain import stall_codes
@@ -26,6 +28,7 @@ from allocation.entrypoints.schemas import (
 from allocation.service_layer.markets import DeclareSuspension
 from contracts.catalogue import Catalogue, Market, MarketWindow, Stall
 from contracts.events import StallCodeIssued, StallCodeRevoked
+from stallkit.openapi import problems
 
 router = APIRouter(prefix="/v1", tags=["admin"])
 
@@ -39,7 +42,10 @@ async def import_catalogue(
     return ImportView(**result.__dict__)
 
 
-@router.put("/admin/markets/{market_id}")
+@router.put(
+    "/admin/markets/{market_id}",
+    responses={201: {"model": Market, "description": "Created."}, **problems(409)},
+)
 async def put_market(
     market_id: str, body: Market, _: CurrentAdmin, allocation: AllocationDep, response: Response
 ) -> Market:
@@ -60,12 +66,18 @@ async def put_schedule(
 ) -> Market:
     """Replace a market's weekly windows."""
     market = await allocation.markets.market(market_id)
-    changed = Market.model_validate({**market.model_dump(), "windows": windows})
+    try:
+        changed = Market.model_validate({**market.model_dump(), "windows": windows})
+    except ValidationError as exc:  # windows valid one by one, not together (a repeated id)
+        raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from exc
     await allocation.catalogue.put_market(changed)
     return changed
 
 
-@router.put("/admin/stalls/{stall_id}")
+@router.put(
+    "/admin/stalls/{stall_id}",
+    responses={201: {"model": Stall, "description": "Created."}, **problems(409)},
+)
 async def put_stall(
     stall_id: str, body: Stall, _: CurrentAdmin, allocation: AllocationDep, response: Response
 ) -> Stall:
@@ -200,14 +212,22 @@ def _qr(text: str, kind: str) -> bytes:
     return buffer.getvalue()
 
 
-@router.get("/stalls/{stall_id}/code.svg", response_class=Response)
+@router.get(
+    "/stalls/{stall_id}/code.svg",
+    response_class=Response,
+    responses={200: {"content": {"image/svg+xml": {}}, "description": "The QR code."}},
+)
 async def code_svg(stall_id: str, _: CurrentAdmin, allocation: AllocationDep) -> Response:
     """The stall's code as an SVG QR code, to print."""
     code = await _stall_code(allocation, stall_id)
     return Response(_qr(code.code, "svg"), media_type="image/svg+xml")
 
 
-@router.get("/stalls/{stall_id}/code.png", response_class=Response)
+@router.get(
+    "/stalls/{stall_id}/code.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}, "description": "The QR code."}},
+)
 async def code_png(stall_id: str, _: CurrentAdmin, allocation: AllocationDep) -> Response:
     """The stall's code as a PNG QR code."""
     code = await _stall_code(allocation, stall_id)

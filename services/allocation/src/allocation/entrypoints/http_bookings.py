@@ -17,6 +17,7 @@ from allocation.entrypoints.schemas import (
     IdempotencyKey,
 )
 from allocation.service_layer.bookings import BookStall
+from stallkit.openapi import problems
 
 router = APIRouter(prefix="/v1/bookings", tags=["bookings"])
 
@@ -43,7 +44,10 @@ def _check_reachable(allocation: Allocation, day: date) -> None:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=BookingView,
-    responses={200: {"model": BookingView, "description": "Replay of an earlier request."}},
+    responses={
+        200: {"model": BookingView, "description": "Replay of an earlier request."},
+        **problems(404, 409),
+    },
 )
 async def book_stall(
     body: BookingRequest,
@@ -97,7 +101,7 @@ async def read_booking(
     return BookingView.of(booking, allocation.policy)
 
 
-@router.delete("/{booking_id}")
+@router.delete("/{booking_id}", responses=problems(409))
 async def cancel_booking(
     booking_id: str, principal: CurrentVendor, allocation: AllocationDep
 ) -> BookingView:
@@ -106,7 +110,7 @@ async def cancel_booking(
     return BookingView.of(booking, allocation.policy)
 
 
-@router.post("/{booking_id}/check-in")
+@router.post("/{booking_id}/check-in", responses=problems(409))
 async def check_in(
     booking_id: str, body: CheckInRequest, principal: CurrentVendor, allocation: AllocationDep
 ) -> BookingView:

@@ -1,4 +1,4 @@
-"""Window times: ``datetime.time`` in Python, ``HH:MM[:SS]`` in JSON, as the schema says."""
+"""Catalogue values in JSON are what the schema says: window times ``HH:MM[:SS]``, booleans."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from contracts.catalogue import LOCAL_TIME_PATTERN, MarketWindow
+from contracts.catalogue import LOCAL_TIME_PATTERN, MarketWindow, Stall
 
 pytestmark = pytest.mark.unit
 
@@ -45,3 +45,16 @@ def test_times_are_emitted_as_hh_mm_ss_which_the_pattern_matches(given: Any) -> 
 def test_what_the_pattern_refuses_is_refused(given: Any) -> None:
     with pytest.raises(ValidationError, match="local time of day"):
         MarketWindow.model_validate(_window(given))
+
+
+@pytest.mark.parametrize("given", [0, 1, "false", "yes"])
+def test_a_stall_is_active_only_by_a_json_boolean(given: Any) -> None:
+    stall = {"id": "XZ-03-A001", "market_id": "XZ-03", "category": "services"}
+    assert (
+        Stall.model_validate_json(
+            '{"id": "XZ-03-A001", "market_id": "XZ-03", "category": "services", "active": false}'
+        ).active
+        is False
+    )
+    with pytest.raises(ValidationError, match="valid boolean"):
+        Stall.model_validate({**stall, "active": given})
