@@ -48,7 +48,8 @@ def _local_time(value: Any) -> Any:
         return value
     if not isinstance(value, str) or not re.fullmatch(LOCAL_TIME_PATTERN, value):
         raise ValueError("a local time of day is written HH:MM or HH:MM:SS")
-    return value
+    # Parsed here, so that strict validation (which takes no string for a time) accepts it too.
+    return time.fromisoformat(value)
 
 
 #: A local time of day: ``datetime.time`` in Python, ``HH:MM[:SS]`` in JSON (emitted ``HH:MM:SS``).
