@@ -45,7 +45,11 @@ local requests = {}
 created, rejected, failed = 0, 0, 0
 local n = 0
 
+local key_prefix = "k"
+
 function init(args)
+  -- Each request file is its own run: its name keeps the Idempotency-Keys of runs apart.
+  key_prefix = args[1]:match("([^/]+)%.tsv$") or "k"
   for line in io.lines(args[1]) do
     local token, body = line:match("^(%S+)\\t(.*)$")
     requests[#requests + 1] = {token, body}
@@ -57,7 +61,7 @@ function request()
   local r = requests[((n - 1) % #requests) + 1]
   return wrk.format("POST", nil, {
     ["Authorization"] = "Bearer " .. r[1],
-    ["Idempotency-Key"] = "k" .. n,
+    ["Idempotency-Key"] = key_prefix .. "-" .. n,
     ["Content-Type"] = "application/json",
   }, r[2])
 end
