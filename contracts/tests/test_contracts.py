@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import re
+import weakref
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -318,3 +320,13 @@ def test_stall_of_unknown_market_is_rejected() -> None:
 def test_catalogue_document_rejects_unknown_top_level_keys() -> None:
     with pytest.raises(ValidationError):
         Catalogue.model_validate({"markets": [], "stalls": [], "vendors": []})
+
+
+def test_wrapping_reuses_one_envelope_model_per_event_type() -> None:
+    # pydantic caches Envelope[T] only weakly: without a strong reference the model class was
+    # rebuilt (schema generation, milliseconds) after every garbage collection, on the hot path.
+    event = example_of(EVENTS_BY_TYPE["cn.gov.zhuhai.markets.booking.created.v1"])
+    model = weakref.ref(type(Envelope.wrap(event, source="/t", time=WHEN)))
+    gc.collect()
+    assert model() is not None
+    assert type(Envelope.wrap(event, source="/t", time=WHEN)) is model()

@@ -73,7 +73,7 @@ class Envelope(BaseModel, Generic[E]):
         event_id: str | None = None,
     ) -> Envelope[E]:
         """Put ``event`` in an envelope with a fresh (or given) stable id."""
-        return Envelope[builtins.type(event)](  # type: ignore[misc,operator,no-any-return]
+        return _parametrized(builtins.type(event))(  # type: ignore[no-any-return]
             id=event_id or str(uuid.uuid4()),
             source=source,
             type=event.event_type(),
@@ -82,6 +82,18 @@ class Envelope(BaseModel, Generic[E]):
             marketid=event.market_id,
             data=event,
         )
+
+
+#: ``Envelope[EventType]`` per event type, held here: pydantic caches parametrized generics
+#: only weakly, so without a strong reference each wrap could build the model class anew.
+_ENVELOPES: dict[builtins.type[Any], builtins.type[Any]] = {}
+
+
+def _parametrized(event_type: builtins.type[Any]) -> builtins.type[Any]:
+    model = _ENVELOPES.get(event_type)
+    if model is None:
+        model = _ENVELOPES[event_type] = Envelope[event_type]  # type: ignore[valid-type]
+    return model
 
 
 class RawEnvelope(BaseModel):
