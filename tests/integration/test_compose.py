@@ -168,6 +168,8 @@ def test_infrastructure_is_healthchecked_and_durable(config: dict[str, Any]) -> 
     assert "kafka-broker-api-versions.sh" in " ".join(services["kafka"]["healthcheck"]["test"])
     redis_command = services["redis"]["command"]
     assert redis_command[redis_command.index("--appendonly") + 1] == "yes"
+    # Acknowledged bookings survive a power loss (deploy/README.md, Durability).
+    assert redis_command[redis_command.index("--appendfsync") + 1] == "always"
     assert "ping" in " ".join(services["redis"]["healthcheck"]["test"])
     assert services["redis"]["volumes"], "redis has no volume for its AOF"
     init_depends = services["kafka-init"]["depends_on"]
