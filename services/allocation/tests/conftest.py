@@ -10,9 +10,9 @@ import pytest
 
 from contracts.envelope import Envelope, RawEnvelope
 from contracts.events import EVENTS_BY_TYPE
-from stalltest.allocation import make_settings, svc
+from stalltest.allocation import allocation, make_settings, store, svc
 
-__all__ = ["contract_check", "make_settings", "svc"]
+__all__ = ["allocation", "contract_check", "make_settings", "store", "svc"]
 
 
 def _check(value: bytes | str) -> RawEnvelope:

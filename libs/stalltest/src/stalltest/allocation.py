@@ -15,16 +15,18 @@ import pytest
 import uvicorn
 from argon2 import PasswordHasher
 from faststream_fastapi import FastStreamAPI
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from allocation.app import create_app
-from allocation.bootstrap import Allocation
+from allocation.bootstrap import Allocation, bootstrap
 from allocation.config import AllocationSettings
 from allocation.domain.model import PriorityGroup, Vendor
 from contracts.catalogue import Catalogue, Category, District, Location, Market, MarketWindow, Stall
 from stallctl import procs
 from stallkit.auth import Role
 from stallkit.clock import MARKET_TZ, Clock
-from stalltest.plugin import Isolation
+from stalltest.plugin import Infra, Isolation, RedisClusterInfo
 from stalltest.tokens import dev_token
 
 _HASH = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1).hash("password123")
@@ -178,3 +180,25 @@ async def svc(isolation: Isolation) -> AsyncIterator[RunningAllocation]:
 #: A Monday some weeks ahead of the real date; tests move the clock relative to it.
 MONDAY = date(2026, 12, 7)
 TUESDAY = MONDAY + timedelta(days=1)
+
+
+@pytest.fixture(params=["single", "cluster"])
+async def store(request: pytest.FixtureRequest, infra: Infra) -> AsyncIterator[Any]:
+    """A client of the session's redis-server, or of the three-master Redis Cluster."""
+    client: Redis | RedisCluster
+    if request.param == "cluster":
+        cluster: RedisClusterInfo = request.getfixturevalue("redis_cluster")
+        client = RedisCluster.from_url(cluster.url)
+    else:
+        client = Redis.from_url(infra.redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def allocation(store: Any, isolation: Isolation) -> Allocation:
+    """Allocation's stores and services on ``store``, the small catalogue loaded, Monday 10:00."""
+    built = bootstrap(settings_for(isolation), Clock(), store)
+    await built.catalogue.import_catalogue(small_catalogue())
+    set_now(built.clock, local(MONDAY, 10))
+    return built

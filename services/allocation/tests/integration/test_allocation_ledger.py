@@ -10,53 +10,26 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
-from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from allocation.adapters.ledger import NoShowCount
-from allocation.bootstrap import Allocation, bootstrap
+from allocation.bootstrap import Allocation
 from allocation.domain import stall_codes
 from allocation.domain.errors import BookingRejected
 from allocation.domain.model import ACTIVE_STATES, Booking, BookingState, PriorityGroup, Vendor
 from allocation.service_layer.bookings import BookStall
 from contracts.catalogue import Category
-from stallkit.clock import Clock
-from stalltest.allocation import MONDAY, TUESDAY, local, set_now, settings_for, small_catalogue
-from stalltest.plugin import Infra, Isolation, RedisClusterInfo
+from stalltest.allocation import MONDAY, TUESDAY, local, set_now
 
 pytestmark = pytest.mark.integration
 
 WEDNESDAY = MONDAY + timedelta(days=2)
 _numbers = itertools.count(1)
-
-
-@pytest.fixture(params=["single", "cluster"])
-async def store(
-    request: pytest.FixtureRequest, infra: Infra, isolation: Isolation
-) -> AsyncIterator[Redis | RedisCluster]:
-    """A client of the session's redis-server, or of the three-master cluster."""
-    client: Redis | RedisCluster
-    if request.param == "cluster":
-        cluster: RedisClusterInfo = request.getfixturevalue("redis_cluster")
-        client = RedisCluster.from_url(cluster.url)
-    else:
-        client = Redis.from_url(infra.redis_url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def allocation(store: Any, isolation: Isolation) -> Allocation:
-    """Allocation's stores and services on ``store``, the small catalogue loaded, Monday 10:00."""
-    built = bootstrap(settings_for(isolation), Clock(), store)
-    await built.catalogue.import_catalogue(small_catalogue())
-    set_now(built.clock, local(MONDAY, 10))
-    return built
 
 
 async def vendor(

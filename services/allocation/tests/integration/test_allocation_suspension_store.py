@@ -6,47 +6,21 @@ and the outbox entries they write are read back and checked against their contra
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
 
-from allocation.bootstrap import Allocation, bootstrap
+from allocation.bootstrap import Allocation
 from allocation.domain.errors import Rejected
 from allocation.service_layer.markets import DeclareSuspension
-from stallkit.clock import Clock
-from stalltest.allocation import MONDAY, TUESDAY, local, set_now, settings_for, small_catalogue
-from stalltest.plugin import Infra, Isolation, RedisClusterInfo
+from stalltest.allocation import MONDAY, TUESDAY
 
 pytestmark = pytest.mark.integration
 
 WEDNESDAY = MONDAY + timedelta(days=2)
 THURSDAY = MONDAY + timedelta(days=3)
-
-
-@pytest.fixture(params=["single", "cluster"])
-async def store(request: pytest.FixtureRequest, infra: Infra) -> AsyncIterator[Any]:
-    """A client of the session's redis-server, or of the three-master cluster."""
-    client: Redis | RedisCluster
-    if request.param == "cluster":
-        cluster: RedisClusterInfo = request.getfixturevalue("redis_cluster")
-        client = RedisCluster.from_url(cluster.url)
-    else:
-        client = Redis.from_url(infra.redis_url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def allocation(store: Any, isolation: Isolation) -> Allocation:
-    """Allocation's stores and services on ``store``, the small catalogue loaded, Monday 10:00."""
-    built = bootstrap(settings_for(isolation), Clock(), store)
-    await built.catalogue.import_catalogue(small_catalogue())
-    set_now(built.clock, local(MONDAY, 10))
-    return built
 
 
 async def events(allocation: Allocation, check: Callable[[bytes], Any], name: str) -> list[Any]:
