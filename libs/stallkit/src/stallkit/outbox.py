@@ -252,6 +252,9 @@ class OutboxRelay:
             ):
                 break  # this partition's batch is full: the round ends before this entry
             sent.append(entry_id)
+        # Checked here, after the producer start and metadata waits: from now on every batch
+        # is delivered or failed within two send timeouts, which the lease surely outlasts.
+        await self._send_window()
         futures = []
         for (topic, partition), batch in batches.items():
             if batch.record_count():
@@ -279,7 +282,6 @@ class OutboxRelay:
                     self.backlog.set(0)
                     await self.redis.xread({self.stream_key: "0-0"}, count=1, block=500)
                     continue
-                await self._send_window()
                 sent = await self._publish(entries)
                 removed, backlog = await self._remove(
                     keys=[self.stream_key, self.lease_key], args=[self.owner, *sent]
