@@ -18,10 +18,11 @@ would turn into a reorder. So each round builds at most one record batch per par
 (``create_batch``/``send_batch``): a partition gets a round's events all together or not at all,
 and the next round starts only after the whole round was acknowledged.
 
-Fencing is by time, as Kafka-side fencing would need a transactional producer: a round starts
-only while the lease is known to stay valid for twice the send timeout, the time within which
-aiokafka fails or delivers a batch. A replica frozen longer than that mid-round (a paused VM)
-can still deliver late; that limit is documented, not handled.
+Fencing is by time, as Kafka-side fencing would need a transactional producer: a round's
+batches are queued only while the lease is known to stay valid for twice the send timeout, the
+time within which aiokafka fails or delivers a batch; a lost lease ends the relaying at once.
+A replica frozen longer than that mid-round (a paused VM) can still deliver late; that limit is
+documented, not handled.
 """
 
 from __future__ import annotations
