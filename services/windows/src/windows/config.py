@@ -17,3 +17,13 @@ class WindowsSettings(CommonSettings):
     token_audience: ClassVar[str] = "windows"
 
     service_name: str = "windows"
+    check_in_after_minutes: int = 30
+    """Minutes after a window's start when its check-in deadline passes."""
+    closing_soon_minutes: int = 15
+    """Minutes before a window's end when it is announced as closing soon."""
+    timeline_days: int = 8
+    """Local dates materialised: today and the next seven."""
+    late_tolerance_seconds: float = 5.0
+    """A boundary handled within this many seconds of its due time is on time."""
+    stale_after_hours: int = 24
+    """A boundary older than this is recorded but not published."""
