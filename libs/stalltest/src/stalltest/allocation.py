@@ -164,8 +164,8 @@ def make_settings(isolation: Isolation) -> Callable[..., AllocationSettings]:
     return lambda **overrides: settings_for(isolation, **overrides)
 
 
-@pytest.fixture
-async def svc(isolation: Isolation) -> AsyncIterator[RunningAllocation]:
+@contextlib.asynccontextmanager
+async def serve_seeded(isolation: Isolation) -> AsyncIterator[RunningAllocation]:
     """The allocation service with the small catalogue loaded, clock at 10:00 on a Monday."""
     async with serve(settings_for(isolation)) as running:
         async with running.client(running.admin_token) as admin:
@@ -174,6 +174,13 @@ async def svc(isolation: Isolation) -> AsyncIterator[RunningAllocation]:
             )
             assert response.status_code == 200, response.text
         set_now(running.clock, local(MONDAY, 10))
+        yield running
+
+
+@pytest.fixture
+async def svc(isolation: Isolation) -> AsyncIterator[RunningAllocation]:
+    """The allocation service with the small catalogue loaded, clock at 10:00 on a Monday."""
+    async with serve_seeded(isolation) as running:
         yield running
 
 

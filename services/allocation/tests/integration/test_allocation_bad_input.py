@@ -19,10 +19,7 @@ from stallkit.auth import Role
 from stalltest.allocation import (
     MONDAY,
     RunningAllocation,
-    local,
-    serve,
-    set_now,
-    settings_for,
+    serve_seeded,
     small_catalogue,
 )
 from stalltest.plugin import Infra, Isolation
@@ -63,13 +60,7 @@ async def api(infra: Infra) -> AsyncIterator[RunningAllocation]:
     """One allocation service for the module, small catalogue loaded, clock at MONDAY 10:00."""
     tag = uuid.uuid4().hex[:10]
     isolation = Isolation(infra=infra, topic_prefix=f"t{tag}.", redis_prefix=f"t{tag}:")
-    async with serve(settings_for(isolation)) as running:
-        async with running.client(running.admin_token) as admin:
-            response = await admin.put(
-                "/v1/admin/catalogue", json=small_catalogue().model_dump(mode="json")
-            )
-            assert response.status_code == 200, response.text
-        set_now(running.clock, local(MONDAY, 10))
+    async with serve_seeded(isolation) as running:
         yield running
 
 
