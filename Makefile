@@ -68,12 +68,13 @@ fmt: install ## format and autofix
 	$(UV) run --frozen ruff format .
 	$(UV) run --frozen ruff check --fix .
 
-bench: install ## allocation benchmark (booking path beside a bare endpoint, driven by wrk)
+bench: install ## benchmarks: allocation's booking path (wrk), windows' timer lateness
 	@command -v wrk >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends wrk; \
 	  else echo "wrk is missing. Run: sudo apt-get install -y wrk"; exit 1; fi; }
 	$(UV) run --frozen python -m stalltest.bench_allocation
+	$(UV) run --frozen python -m stalltest.bench_windows
 
 asyncapi: install ## regenerate contracts/asyncapi.json
 	$(UV) run --frozen python -m contracts.asyncapi

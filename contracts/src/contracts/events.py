@@ -155,6 +155,14 @@ class BookingCreated(BookingEvent):
     starts_at: dt.datetime = Field(description="Window start (UTC).")
     ends_at: dt.datetime = Field(description="Window end (UTC).")
     priority: bool = Field(description="Whether the vendor belongs to a priority group.")
+    check_in_closes_at: dt.datetime | None = Field(
+        default=None,
+        description=(
+            "The booking's own check-in deadline (UTC): start + 30 min, or later for a booking "
+            "made after the window started. The windows service times this booking's no-show "
+            "by it (added in v1, optional: older producers leave it out)."
+        ),
+    )
 
 
 class BookingCancelled(BookingEvent):
@@ -219,6 +227,16 @@ class WindowEvent(Event):
     date: dt.date = _date_field()
     window_id: str = _window_id_field()
     district: District = Field(description="District of the market.")
+    late_by_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Set when the event was published late (the windows service was down across its "
+            "due time and caught up): how many seconds after its due time (added in v1, "
+            "optional)."
+        ),
+        examples=[42.5],
+    )
 
     def subject(self) -> str:
         """The market window occurrence."""
@@ -246,6 +264,16 @@ class WindowClosed(WindowEvent):
 
     event_name: ClassVar[str] = "window.closed"
 
+    reason: str | None = Field(
+        default=None,
+        max_length=200,
+        description=(
+            "Set when the window was closed early by an emergency closure: why (added in v1, "
+            "optional; absent for a window closing at its scheduled end)."
+        ),
+        examples=["台风红色预警 Typhoon signal red"],
+    )
+
 
 class CheckInDeadlinePassed(WindowEvent):
     """Start + 30 min passed: unchecked bookings become no-shows."""
@@ -253,6 +281,34 @@ class CheckInDeadlinePassed(WindowEvent):
     event_name: ClassVar[str] = "window.check_in_deadline_passed"
 
     deadline: dt.datetime = Field(description="The deadline that passed (UTC).")
+
+
+class WindowCancelled(WindowEvent):
+    """A window instance announced in the timeline will not take place.
+
+    Its window was removed from the schedule or moved, its date was suspended, or the market was
+    closed for the rest of the day. Bookings of the instance end without penalty.
+    """
+
+    event_name: ClassVar[str] = "window.cancelled"
+
+    cause: str = Field(
+        description="schedule_changed, suspended or closed.", examples=["schedule_changed"]
+    )
+    reason: str = Field(max_length=200, examples=["窗口已从时间表中移除 Window removed"])
+
+
+class BookingCheckInDeadlinePassed(WindowEvent):
+    """One late booking's own check-in deadline passed (it was booked after the window started).
+
+    ``window.check_in_deadline_passed`` covers the bookings whose deadline is the window's; a
+    booking made later has its own, announced by this event.
+    """
+
+    event_name: ClassVar[str] = "window.booking_check_in_deadline_passed"
+
+    booking_id: str = _booking_id_field()
+    deadline: dt.datetime = Field(description="The booking's deadline that passed (UTC).")
 
 
 class MarketSuspended(Event):
@@ -276,6 +332,12 @@ class MarketSuspended(Event):
         ),
         examples=["sp_1a2b3c"],
     )
+    late_by_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        description="As on window events: seconds late when caught up.",
+        examples=[42.5],
+    )
 
 
 class MarketResumed(Event):
@@ -295,6 +357,12 @@ class MarketResumed(Event):
             "optional)."
         ),
         examples=["sp_1a2b3c"],
+    )
+    late_by_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        description="As on window events: seconds late when caught up.",
+        examples=[42.5],
     )
 
 
@@ -447,6 +515,8 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     WindowClosingSoon,
     WindowClosed,
     CheckInDeadlinePassed,
+    WindowCancelled,
+    BookingCheckInDeadlinePassed,
     MarketSuspended,
     MarketResumed,
     ScanRecorded,

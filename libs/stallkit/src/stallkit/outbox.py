@@ -34,7 +34,8 @@ import os
 import secrets
 import socket
 import time
-from typing import Any
+import weakref
+from typing import Any, ClassVar
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
@@ -95,6 +96,39 @@ def outbox_argv(event: Event, envelope: Envelope[Any]) -> list[str]:
     return flat
 
 
+class RelayMetrics:
+    """The relays' metrics, one series per outbox stream; shared by the relays of a registry."""
+
+    _by_registry: ClassVar[weakref.WeakKeyDictionary[CollectorRegistry, RelayMetrics]] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(self, registry: CollectorRegistry | None):
+        labels = ["stream"]
+        self.published = Counter(
+            "outbox_published_total", "Events relayed from the outbox", labels, registry=registry
+        )
+        self.backlog = Gauge(
+            "outbox_backlog", "Entries waiting in the outbox", labels, registry=registry
+        )
+        self.lease_held = Gauge(
+            "outbox_lease_held",
+            "1 while this replica holds the outbox lease and relays, else 0",
+            labels,
+            registry=registry,
+        )
+
+    @classmethod
+    def of(cls, registry: CollectorRegistry | None) -> RelayMetrics:
+        """The metrics registered in ``registry`` (made on first use; unregistered for None)."""
+        if registry is None:
+            return cls(None)
+        found = cls._by_registry.get(registry)
+        if found is None:
+            found = cls._by_registry[registry] = cls(registry)
+        return found
+
+
 def lease_key(stream_key: str) -> str:
     """The relay lease's key: beside the stream, in the same Redis Cluster hash slot."""
     start = stream_key.find("{")
@@ -144,15 +178,10 @@ class OutboxRelay:
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
         self._remove = redis.register_script(_REMOVE)
-        self.published = Counter(
-            "outbox_published_total", "Events relayed from the outbox", registry=registry
-        )
-        self.backlog = Gauge("outbox_backlog", "Entries waiting in the outbox", registry=registry)
-        self.lease_held = Gauge(
-            "outbox_lease_held",
-            "1 while this replica holds the outbox lease and relays, else 0",
-            registry=registry,
-        )
+        metrics = RelayMetrics.of(registry)
+        self.published = metrics.published.labels(stream_key)
+        self.backlog = metrics.backlog.labels(stream_key)
+        self.lease_held = metrics.lease_held.labels(stream_key)
         self.holding = False
 
     # -- the lease ------------------------------------------------------------------------

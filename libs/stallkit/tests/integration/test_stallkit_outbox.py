@@ -81,7 +81,14 @@ async def relays(redis_client: Redis) -> AsyncIterator[Callable[..., OutboxRelay
 
 
 def _metric(registry: CollectorRegistry, name: str) -> float | None:
-    return registry.get_sample_value(name)
+    """The metric summed over its series (one per outbox stream)."""
+    found = [
+        sample.value
+        for metric in registry.collect()
+        for sample in metric.samples
+        if sample.name == name
+    ]
+    return sum(found) if found else None
 
 
 def test_lease_key_lives_in_the_streams_cluster_slot() -> None:

@@ -263,3 +263,55 @@ async def test_bookings_made_before_the_active_index_are_indexed_once(
     assert code == "overlapping_booking"
     await allocation.bookings.cancel(vendor_id, monday.id)
     await book(allocation, vendor_id, "XZ-92-C001", MONDAY, window="late")
+
+
+@pytest.mark.parametrize("store", ["single"], indirect=True)
+async def test_a_late_booking_is_marked_at_its_own_deadline_not_the_windows(
+    allocation: Allocation, contract_check: Callable[[bytes], Any]
+) -> None:
+    early = await book(allocation, await vendor(allocation), "XZ-91-C001", MONDAY)
+    set_now(allocation.clock, local(MONDAY, 17, 59))  # the window opened at 17:30
+    late_vendor = await vendor(allocation)
+    late = await book(allocation, late_vendor, "XZ-91-C002", MONDAY)
+    early_closes, late_closes = (
+        datetime.fromisoformat(contract_check(e[b"value"]).data["check_in_closes_at"])
+        for e in await outbox(allocation)
+        if b"booking.created" in e[b"type"]
+    )
+    # Each booking is told its own deadline: 18:00 for the early one, 18:29 for the late one.
+    assert early_closes == local(MONDAY, 18, 0)
+    assert timedelta(0) <= late_closes - local(MONDAY, 18, 29) < timedelta(seconds=1)
+
+    set_now(allocation.clock, local(MONDAY, 18, 0))
+    marked = await allocation.bookings.mark_no_shows("XZ-91", MONDAY, "evening", local(MONDAY, 18))
+    assert [b.id for b in marked] == [early.id]
+    assert await state_of(allocation, late.id) is BookingState.BOOKED
+    # it may still check in until 18:29
+    set_now(allocation.clock, local(MONDAY, 18, 20))
+    assert await allocation.bookings.mark_no_show(late.id, local(MONDAY, 18, 20)) == []
+
+    set_now(allocation.clock, local(MONDAY, 18, 29))
+    marked = await allocation.bookings.mark_no_show(late.id, late_closes)  # as announced
+    assert [b.id for b in marked] == [late.id]
+    assert await state_of(allocation, late.id) is BookingState.NO_SHOW
+    # the deadline announced again (a redelivery) changes nothing
+    assert await allocation.bookings.mark_no_show(late.id, late_closes) == []
+    assert await allocation.ledger.no_shows_since(late_vendor, 0.0) == 1
+
+
+@pytest.mark.parametrize("store", ["single"], indirect=True)
+async def test_a_cancelled_window_ends_its_bookings_without_penalty(
+    allocation: Allocation,
+) -> None:
+    a = await vendor(allocation)
+    mine = await book(allocation, a, "XZ-91-C001", TUESDAY)
+    other_day = await book(allocation, a, "XZ-91-C001", WEDNESDAY)
+
+    ended = await allocation.bookings.end_window_bookings("XZ-91", TUESDAY, "evening", "已取消")
+    again = await allocation.bookings.end_window_bookings("XZ-91", TUESDAY, "evening", "已取消")
+
+    assert (ended, again) == (1, 0)
+    assert await state_of(allocation, mine.id) is BookingState.SUSPENDED
+    assert await state_of(allocation, other_day.id) is BookingState.BOOKED
+    assert await allocation.ledger.no_shows_since(a, 0.0) == 0
+    assert await allocation.ledger.claimed_stalls(["XZ-91-C001"], TUESDAY, "evening") == set()

@@ -55,11 +55,13 @@ class Replica:
     http: httpx.AsyncClient
 
     async def metric(self, name: str) -> float | None:
-        """A sample from its /metrics."""
-        for line in (await self.http.get("/metrics")).text.splitlines():
-            if line.startswith(f"{name} "):
-                return float(line.split()[1])
-        return None
+        """A metric from its /metrics, summed over its labelled series."""
+        found = [
+            float(line.rsplit(maxsplit=1)[1])
+            for line in (await self.http.get("/metrics")).text.splitlines()
+            if line.startswith((f"{name} ", f"{name}{{"))
+        ]
+        return sum(found) if found else None
 
 
 def _catalogue() -> Catalogue:

@@ -27,3 +27,7 @@ class WindowsSettings(CommonSettings):
     """A boundary handled within this many seconds of its due time is on time."""
     stale_after_hours: int = 24
     """A boundary older than this is recorded but not published."""
+    tick_seconds: float = 0.02
+    """Real seconds between two looks at what is due (the timers' resolution)."""
+    sweep_seconds: float = 30.0
+    """Real seconds between two sweeps claiming every market regardless of the due hint."""

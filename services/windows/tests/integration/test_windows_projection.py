@@ -15,8 +15,10 @@ from contracts.catalogue import Category, District, Location, Market, MarketWind
 from contracts.events import MarketChanged, ScheduleChanged
 from contracts.topics import CATALOGUE, DEAD_LETTER, DLQ_CONSUMER_HEADER, DLQ_REASON_HEADER
 from stallkit.messaging import publish_event
+from windows.adapters.schedule_store import RedisScheduleStore, schedule_to_json
 from windows.app import create_app
 from windows.config import WindowsSettings
+from windows.domain.schedule import MarketSchedule
 
 pytestmark = pytest.mark.integration
 
@@ -90,3 +92,16 @@ async def test_catalogue_events_build_the_schedule_and_bad_messages_are_dead_let
     assert headers[DLQ_REASON_HEADER].startswith("bad envelope")
     assert headers[DLQ_CONSUMER_HEADER] == "windows/windows"
     assert records[0].value == b'{"id": "no-envelope-here"}'
+
+
+async def test_schedules_stored_before_the_market_set_existed_are_found_by_their_keys(
+    windows_settings: WindowsSettings, redis_client: Redis
+) -> None:
+    store = RedisScheduleStore(redis_client, windows_settings)
+    old = MarketSchedule("DM-09", "doumen", (), datetime(2026, 11, 1, tzinfo=UTC))
+    await redis_client.set(
+        windows_settings.key("win", "{DM-09}", "schedule"), schedule_to_json(old)
+    )
+
+    assert await store.market_ids() == ["DM-09"]
+    assert await redis_client.smembers(windows_settings.key("win", "markets")) == {b"DM-09"}

@@ -135,6 +135,6 @@ def test_local_today_uses_shanghai_date() -> None:
 )
 def test_lateness_classification(after: timedelta, timing: Timing, late_by: timedelta) -> None:
     boundary = materialise(schedule(EVENING), FRIDAY, days=1)[0]
-    result = classify(boundary, boundary.due + after)
+    result = classify(boundary.due, boundary.due + after)
     assert (result.timing, result.late_by) == (timing, late_by)
     assert result.publishable is (timing in (Timing.ON_TIME, Timing.LATE))

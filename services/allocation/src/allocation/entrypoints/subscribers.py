@@ -1,4 +1,4 @@
-"""Window events consumed by allocation: no-shows and market suspensions."""
+"""Window events consumed by allocation: no-shows, market suspensions, cancelled windows."""
 
 from __future__ import annotations
 
@@ -11,7 +11,13 @@ from allocation.bootstrap import Allocation
 from allocation.domain.errors import Rejected
 from allocation.service_layer.markets import MAX_SUSPENSION_ID_LENGTH, DeclareSuspension
 from contracts.envelope import RawEnvelope
-from contracts.events import CheckInDeadlinePassed, MarketResumed, MarketSuspended
+from contracts.events import (
+    BookingCheckInDeadlinePassed,
+    CheckInDeadlinePassed,
+    MarketResumed,
+    MarketSuspended,
+    WindowCancelled,
+)
 from contracts.text import plain_text_problem
 from stallkit.messaging import UnprocessableEvent, subscribe_events
 
@@ -29,6 +35,23 @@ def register_subscribers(broker: KafkaBroker, redis: Redis, allocation: Allocati
     async def on_deadline(event: CheckInDeadlinePassed, envelope: RawEnvelope) -> None:
         await allocation.bookings.mark_no_shows(
             event.market_id, event.date, event.window_id, event.deadline
+        )
+
+    async def on_booking_deadline(
+        event: BookingCheckInDeadlinePassed, envelope: RawEnvelope
+    ) -> None:
+        # A booking made after its window started: its own deadline, timed by windows.
+        marked = await allocation.bookings.mark_no_show(event.booking_id, event.deadline)
+        if not marked:
+            log.info(
+                "booking deadline passed, nothing to mark",
+                extra={"booking_id": event.booking_id},
+            )
+
+    async def on_cancelled(event: WindowCancelled, envelope: RawEnvelope) -> None:
+        # The instance will not take place: its bookings end without penalty.
+        await allocation.bookings.end_window_bookings(
+            event.market_id, event.date, event.window_id, event.reason
         )
 
     async def on_suspended(event: MarketSuspended, envelope: RawEnvelope) -> None:
@@ -74,6 +97,8 @@ def register_subscribers(broker: KafkaBroker, redis: Redis, allocation: Allocati
         group_id="allocation",
         handlers={
             CheckInDeadlinePassed: on_deadline,
+            BookingCheckInDeadlinePassed: on_booking_deadline,
+            WindowCancelled: on_cancelled,
             MarketSuspended: on_suspended,
             MarketResumed: on_resumed,
         },

@@ -182,6 +182,7 @@ class BookingService:
             starts_at=occ.starts_at,
             ends_at=occ.ends_at,
             priority=False,
+            check_in_closes_at=self.check_in_deadline(booking),
         )
         # Whether the vendor has priority is read inside the script: both events are ready.
         event_id = str(uuid.uuid4())
@@ -358,58 +359,87 @@ class BookingService:
             code=(code.stall_id, code.version),
         )
 
+    def check_in_deadline(self, booking: Booking) -> datetime:
+        """The booking's own check-in deadline: start + 30 min, later for a late booking."""
+        return check_in_window(self.policy, booking.starts_at, booking.ends_at, booking.created_at)[
+            1
+        ]
+
     async def mark_no_shows(
         self, market_id: str, day: date, window_id: str, deadline: datetime
     ) -> list[Booking]:
-        """Bookings of a window not checked in by the deadline become no-shows; stalls free."""
+        """Bookings of a window not checked in by the deadline become no-shows; stalls free.
+
+        Only bookings whose own deadline is this one (or earlier): a booking made after the
+        window started has a later one, announced for it alone (:meth:`mark_no_show`).
+        """
         ids = await self.ledger.window_booking_ids(market_id, day, window_id)
         marked: list[Booking] = []
         for booking in await self.ledger.get_many(ids):
-            if booking.state is not BookingState.BOOKED or booking.created_at > deadline:
-                continue
-            now = self.clock.now()
-            with contextlib.suppress(IllegalTransition):  # checked in or cancelled meanwhile
-                marked.append(
-                    await self._apply(
-                        booking,
-                        BookingAction.MARK_NO_SHOW,
-                        owner=None,
-                        fields={},
-                        events=[self._released(booking, "no_show", now)],
-                        now=now,
-                        no_show=True,
-                        no_show_event=functools.partial(self._no_show_event, booking, now),
-                    )
-                )
+            if booking.state is BookingState.BOOKED and self.check_in_deadline(booking) <= deadline:
+                marked += await self._mark_no_show(booking)
         return marked
+
+    async def mark_no_show(self, booking_id: str, deadline: datetime) -> list[Booking]:
+        """One booking's own deadline passed: a no-show unless checked in, cancelled or later."""
+        booking = await self.ledger.get(booking_id)
+        if (
+            booking is None
+            or booking.state is not BookingState.BOOKED
+            or self.check_in_deadline(booking) > deadline
+        ):
+            return []
+        return await self._mark_no_show(booking)
+
+    async def _mark_no_show(self, booking: Booking) -> list[Booking]:
+        now = self.clock.now()
+        with contextlib.suppress(IllegalTransition):  # checked in or cancelled meanwhile
+            return [
+                await self._apply(
+                    booking,
+                    BookingAction.MARK_NO_SHOW,
+                    owner=None,
+                    fields={},
+                    events=[self._released(booking, "no_show", now)],
+                    now=now,
+                    no_show=True,
+                    no_show_event=functools.partial(self._no_show_event, booking, now),
+                )
+            ]
+        return []
 
     async def suspend_bookings(self, market: Market, days: list[date], reason: str) -> int:
         """Cancel, without penalty, every active booking of the market on ``days``."""
         count = 0
         for day in days:
             for window in market.windows:
-                ids = await self.ledger.window_booking_ids(market.id, day, window.id)
-                for booking in await self.ledger.get_many(ids):
-                    if booking.state not in ACTIVE_STATES:
-                        continue
-                    now = self.clock.now()
-                    suspended = BookingSuspendedByMarket(
-                        **_about(booking),
-                        reason=reason,
-                    )
-                    try:
-                        await self._apply(
-                            booking,
-                            BookingAction.SUSPEND,
-                            owner=None,
-                            fields={"reason": reason, "cancelled_ts": str(now.timestamp())},
-                            events=[
-                                self._outbox(suspended, time=now),
-                                self._released(booking, "suspended", now),
-                            ],
-                            now=now,
-                        )
-                        count += 1
-                    except IllegalTransition:  # changed meanwhile
-                        pass
+                count += await self.end_window_bookings(market.id, day, window.id, reason)
+        return count
+
+    async def end_window_bookings(
+        self, market_id: str, day: date, window_id: str, reason: str
+    ) -> int:
+        """Cancel, without penalty, every active booking of one window instance."""
+        count = 0
+        ids = await self.ledger.window_booking_ids(market_id, day, window_id)
+        for booking in await self.ledger.get_many(ids):
+            if booking.state not in ACTIVE_STATES:
+                continue
+            now = self.clock.now()
+            suspended = BookingSuspendedByMarket(**_about(booking), reason=reason)
+            try:
+                await self._apply(
+                    booking,
+                    BookingAction.SUSPEND,
+                    owner=None,
+                    fields={"reason": reason, "cancelled_ts": str(now.timestamp())},
+                    events=[
+                        self._outbox(suspended, time=now),
+                        self._released(booking, "suspended", now),
+                    ],
+                    now=now,
+                )
+                count += 1
+            except IllegalTransition:  # changed meanwhile
+                pass
         return count

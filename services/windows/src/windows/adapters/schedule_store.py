@@ -23,6 +23,10 @@ class ScheduleStore(Protocol):
         """Store the market's schedule, replacing what was there."""
         ...
 
+    async def market_ids(self) -> list[str]:
+        """Every market with a schedule, sorted."""
+        ...
+
 
 def schedule_to_json(schedule: MarketSchedule) -> str:
     """Serialize a schedule for storage."""
@@ -68,6 +72,10 @@ def schedule_from_json(raw: str | bytes) -> MarketSchedule:
     )
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class RedisScheduleStore:
     """One JSON string per market under ``win:{market}:schedule`` (hash tag: the market)."""
 
@@ -86,6 +94,24 @@ class RedisScheduleStore:
     async def put(self, schedule: MarketSchedule) -> None:
         """Store the market's schedule, replacing what was there."""
         await self.redis.set(self._key(schedule.market_id), schedule_to_json(schedule))
+        await self.redis.sadd(self.settings.key("win", "markets"), schedule.market_id)
+
+    async def market_ids(self) -> list[str]:
+        """Every market with a schedule, sorted.
+
+        A store written before the set of markets existed has only the schedules: the first
+        call finds them by their keys and fills the set.
+        """
+        markets = self.settings.key("win", "markets")
+        found = {_text(m) for m in await self.redis.smembers(markets)}
+        if not found:
+            pattern = self._key("*")
+            async for key in self.redis.scan_iter(match=pattern, count=500):
+                text = _text(key)
+                found.add(text[text.index("{") + 1 : text.rindex("}")])
+            if found:
+                await self.redis.sadd(markets, *found)
+        return sorted(found)
 
 
 class InMemoryScheduleStore:
@@ -101,3 +127,7 @@ class InMemoryScheduleStore:
     async def put(self, schedule: MarketSchedule) -> None:
         """Store the market's schedule, replacing what was there."""
         self.schedules[schedule.market_id] = schedule
+
+    async def market_ids(self) -> list[str]:
+        """Every market with a schedule, sorted."""
+        return sorted(self.schedules)

@@ -18,7 +18,7 @@ BOUNDARY_NAMESPACE = uuid.UUID("6f1c2b7e-3a0d-5b8e-9c41-7d2e0f5a9b13")
 
 
 class BoundaryKind(enum.Enum):
-    """What happens at a boundary; the declaration order breaks ties of equal due times."""
+    """What happens at a boundary of a window instance."""
 
     OPENED = "opened"
     CHECK_IN_DEADLINE_PASSED = "check_in_deadline_passed"
@@ -27,8 +27,23 @@ class BoundaryKind(enum.Enum):
 
     @property
     def rank(self) -> int:
-        """Position in the tie-break order."""
-        return list(BoundaryKind).index(self)
+        """Tie-break of equal due times (lower first): see :data:`RANKS`."""
+        return RANKS[self.value]
+
+
+#: The order of timers due at the same instant, whatever their market's windows: a window
+#: closes before the next one opens, a suspension starts before a deadline passes, a check-in
+#: deadline passes before "closing soon" of a short window, a suspension ends before a window
+#: opens on the day it reopens.
+RANKS: dict[str, int] = {
+    "closed": 0,
+    "suspended": 1,
+    "check_in_deadline_passed": 2,
+    "booking_check_in_deadline_passed": 2,
+    "closing_soon": 3,
+    "resumed": 4,
+    "opened": 5,
+}
 
 
 @dataclass(frozen=True)
@@ -48,6 +63,21 @@ class Boundary:
     def sort_key(self) -> tuple[datetime, int]:
         """Due time, then kind order."""
         return (self.due, self.kind.rank)
+
+    @property
+    def instance(self) -> str:
+        """The window instance the boundary belongs to: ``<date>|<window id>``."""
+        return instance_key(self.date, self.window_id)
+
+    @property
+    def opened_id(self) -> str:
+        """The id of its instance's "opened" boundary (published once the instance started)."""
+        return boundary_id(self.market_id, self.date, self.window_id, BoundaryKind.OPENED)
+
+
+def instance_key(day: date, window_id: str) -> str:
+    """A window instance within its market: ``<date>|<window id>``."""
+    return f"{day.isoformat()}|{window_id}"
 
 
 def boundary_id(market_id: str, day: date, window_id: str, kind: BoundaryKind) -> str:
@@ -120,13 +150,13 @@ class Lateness:
 
 
 def classify(
-    boundary: Boundary,
+    due: datetime,
     now: datetime,
     tolerance: timedelta = timedelta(seconds=5),
     stale_after: timedelta = timedelta(days=1),
 ) -> Lateness:
     """On time (within ``tolerance``), late (by how much), stale or not yet due."""
-    late_by = now - boundary.due
+    late_by = now - due
     if late_by < timedelta(0):
         return Lateness(Timing.NOT_DUE, timedelta(0))
     if late_by > stale_after:

@@ -9,11 +9,19 @@ from redis.asyncio import Redis
 
 from contracts.catalogue import MarketWindow
 from contracts.envelope import RawEnvelope
-from contracts.events import MarketChanged, ScheduleChanged
+from contracts.events import (
+    BookingCreated,
+    MarketChanged,
+    MarketSuspensionDeclared,
+    MarketSuspensionLifted,
+    ScheduleChanged,
+)
 from stallkit.messaging import subscribe_events
 from stallkit.settings import CommonSettings
 from windows.adapters.schedule_store import ScheduleStore
+from windows.domain.plan import Suspension
 from windows.domain.schedule import ReplaceSchedule, WindowSpec, apply_schedule
+from windows.service_layer.timeline import MarketUnknown, Timeline
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +41,11 @@ def window_spec(window: MarketWindow) -> WindowSpec:
 
 
 class ScheduleProjector:
-    """Keeps each market's schedule as the catalogue describes it."""
+    """Keeps each market's schedule as the catalogue describes it, and its timers in line."""
 
-    def __init__(self, store: ScheduleStore):
+    def __init__(self, store: ScheduleStore, timeline: Timeline | None = None):
         self.store = store
+        self.timeline = timeline
 
     async def replace(self, command: ReplaceSchedule) -> bool:
         """Apply one schedule change; False when it was older than the stored one."""
@@ -46,7 +55,51 @@ class ScheduleProjector:
             log.info("ignoring stale schedule change", extra={"market_id": command.market_id})
             return False
         await self.store.put(updated)
+        if self.timeline is not None:
+            await self.timeline.replan(command.market_id)
         return True
+
+    async def on_suspension_declared(
+        self, event: MarketSuspensionDeclared, envelope: RawEnvelope
+    ) -> None:
+        """Allocation suspended a market for a date range: no window opens inside it."""
+        if self.timeline is None:
+            return
+        await self.timeline.suspension_declared(
+            event.market_id,
+            Suspension(
+                id=event.suspension_id,
+                first_date=event.first_date,
+                last_date=event.last_date,
+                reason=event.reason,
+                declared_at=envelope.time,
+            ),
+        )
+
+    async def on_suspension_lifted(
+        self, event: MarketSuspensionLifted, envelope: RawEnvelope
+    ) -> None:
+        """A suspension was lifted early: the later windows are restored."""
+        if self.timeline is None:
+            return
+        known = await self.timeline.suspension_lifted(
+            event.market_id, event.suspension_id, envelope.time, event.reopened_from
+        )
+        if not known:
+            log.warning(
+                "lift of a suspension never declared",
+                extra={"market_id": event.market_id, "suspension_id": event.suspension_id},
+            )
+
+    async def on_booking_created(self, event: BookingCreated, envelope: RawEnvelope) -> None:
+        """A booking made after its window started gets a timer for its own deadline."""
+        if self.timeline is None:
+            return
+        try:
+            await self.timeline.booking_created(event, envelope.time)
+        except MarketUnknown:
+            # The catalogue consumer has not seen the market yet: retried, then dead-lettered.
+            raise RuntimeError(f"booking of unknown market {event.market_id}") from None
 
     async def on_market_changed(self, event: MarketChanged, envelope: RawEnvelope) -> None:
         """A market was created or changed: take its district and whole schedule."""
@@ -79,10 +132,13 @@ def subscribe_catalogue(
         broker,
         settings,
         redis,
-        topics=["catalogue"],
+        topics=["catalogue", "bookings"],
         group_id=GROUP_ID,
         handlers={
             MarketChanged: projector.on_market_changed,
             ScheduleChanged: projector.on_schedule_changed,
+            MarketSuspensionDeclared: projector.on_suspension_declared,
+            MarketSuspensionLifted: projector.on_suspension_lifted,
+            BookingCreated: projector.on_booking_created,
         },
     )

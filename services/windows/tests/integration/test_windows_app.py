@@ -1,16 +1,17 @@
-"""The windows app with FastStream's in-memory test broker: catalogue in, schedule out."""
+"""The windows app with FastStream's in-memory test broker and a real Redis: catalogue in,
+schedule out."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from typing import Any
 
 import httpx
 import pytest
 from faststream.kafka import KafkaBroker, KafkaMessage, TestKafkaBroker
 from pydantic import ValidationError
+from redis.asyncio import Redis
 
 from contracts.catalogue import Category, District, Location, Market, MarketWindow
 from contracts.events import MarketChanged, ScheduleChanged
@@ -23,7 +24,7 @@ from windows.adapters.schedule_store import InMemoryScheduleStore
 from windows.app import create_app
 from windows.config import WindowsSettings
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.integration
 
 NOW = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 
@@ -62,9 +63,9 @@ class Harness:
 
 
 @pytest.fixture
-async def harness(fake_redis: Any) -> AsyncIterator[Harness]:
-    settings = WindowsSettings()
-    parts, dead_letters = unit_parts(settings, fake_redis)
+async def harness(windows_settings: WindowsSettings) -> AsyncIterator[Harness]:
+    settings = windows_settings
+    parts, dead_letters = unit_parts(settings, Redis.from_url(settings.redis_url))
     app = create_app(settings, parts=parts, store=InMemoryScheduleStore(), configure_logs=False)
 
     async with TestKafkaBroker(parts.broker) as broker:
