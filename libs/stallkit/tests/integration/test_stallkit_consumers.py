@@ -55,8 +55,17 @@ class OwnRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        """Start it (again, on the same port and data)."""
-        args = procs.redis_args(self.port, self.data_dir, persistent=True)
+        """Start it (again, on the same port and data).
+
+        Every write is fsynced (``appendfsync always``): with ``everysec`` a SIGKILL right after a
+        write may lose it (Redis postpones the write while a slow fsync runs, seen on a loaded CI
+        machine), and the test is about the consumer, not about Redis's durability window.
+        """
+        args = [
+            *procs.redis_args(self.port, self.data_dir, persistent=True),
+            "--appendfsync",
+            "always",
+        ]
         self.proc = procs.spawn(args, log_path=self.data_dir / "redis.log")
         procs.wait_for_port(self.port, proc=self.proc)
 
