@@ -31,6 +31,7 @@ SECRETS = {
     "ALLOCATION_TOKEN_SIGNING_KEY": "ZHVtbXktdG9rZW4tc2VlZC1mb3ItY29uZmlnLWNoZWM=",
     "ALLOCATION_STALL_CODE_SIGNING_KEY": "ZHVtbXktc2VlZC1mb3ItY29uZmlnLWNoZWNrLTMyYg==",
     "INSPECTION_STALL_CODE_PUBLIC_KEY": "ZHVtbXktcHVibGljLWtleS1mb3ItY29uZmlnLWNoZWM=",
+    "INSPECTION_SUBJECT_SALT": "5b1e0c7d9a2f4e68b3c1d0e9f8a7b6c5",
 }
 #: Retired: its value must not reach any service.
 RETIRED = {"STALL_JWT_SECRET": "an-old-shared-jwt-secret-nobody-should-use"}

@@ -378,6 +378,7 @@ class ScanOutcome(StrEnum):
     WRONG_VENDOR = "wrong_vendor"
     OVERTIME = "overtime"
     INVALID_CODE = "invalid_code"
+    FORGED_CODE = "forged_code"
     REVOKED_CODE = "revoked_code"
 
 
@@ -410,6 +411,19 @@ class ScanRecorded(InspectionEvent):
     outcome: ScanOutcome
     violations: list[str] = Field(default_factory=list, examples=[["litter"]])
     patrol_id: str = Field(examples=["patrol-xz-007"])
+    observed_at: dt.datetime | None = Field(
+        default=None,
+        description=(
+            "When the patrol saw it (UTC); earlier than the envelope's time for a scan queued "
+            "on an offline phone. The outcome is judged at this time."
+        ),
+    )
+    window_id: str | None = Field(
+        default=None, description="The window running at the observation, if any."
+    )
+    vendor_id: str | None = Field(
+        default=None, description="The registered vendor found at the stall, if any."
+    )
 
     def subject(self) -> str:
         """The scan."""
@@ -422,8 +436,16 @@ class WarningIssued(InspectionEvent):
     event_name: ClassVar[str] = "inspection.warning.issued"
 
     warning_id: str = Field(examples=["wn_9a1c"])
-    subject_id: str = Field(description="Vendor id or stall id warned.", examples=["vd_3c59"])
+    subject_id: str = Field(
+        description=(
+            "Vendor id warned, or for a street vendor without an account a salted hash of the "
+            "identity number (never the number)."
+        ),
+        examples=["vd_3c59"],
+    )
     violation: str = Field(examples=["out_of_line_box"])
+    scan_id: str | None = Field(default=None, description="Scan or street report it came from.")
+    stall_id: str | None = Field(default=None, description="Stall, when at a market.")
 
     def subject(self) -> str:
         """The warning."""
@@ -440,6 +462,11 @@ class CaseOpened(InspectionEvent):
     deadline: dt.datetime = Field(description="Disposal deadline (UTC).")
     penalty_min_cny: int = Field(ge=0, description="Discretion benchmark: lower bound.")
     penalty_max_cny: int = Field(ge=0, description="Discretion benchmark: upper bound.")
+    subject_id: str | None = Field(
+        default=None, description="Vendor id, or the salted hash standing for an identity."
+    )
+    scan_id: str | None = Field(default=None, description="Scan or street report it came from.")
+    stall_id: str | None = Field(default=None, description="Stall, when at a market.")
 
     def subject(self) -> str:
         """The case."""
@@ -497,6 +524,44 @@ class CaseClosed(CaseTransitioned):
     event_name: ClassVar[str] = "inspection.case.closed"
 
 
+class CaseEvaluated(InspectionEvent):
+    """A closed case was evaluated (1–5); the scores make the satisfaction rate."""
+
+    event_name: ClassVar[str] = "inspection.case.evaluated"
+
+    case_id: str = Field(examples=["cs_77e1"])
+    score: int = Field(
+        ge=1, le=5, description="1 (very unsatisfied) to 5 (very satisfied).", examples=[5]
+    )
+    by_role: str = Field(
+        description="Role of who gave it (vendor, district, admin).", examples=["vendor"]
+    )
+
+    def subject(self) -> str:
+        """The case."""
+        return self.case_id
+
+
+class StreetVendingReported(InspectionEvent):
+    """A patrol reported vending outside any market (the market is the nearest one)."""
+
+    event_name: ClassVar[str] = "inspection.street_report.recorded"
+
+    report_id: str = Field(examples=["sr_1b2c"])
+    lat: float = Field(description="Latitude (WGS-84).", examples=[22.2707])
+    lon: float = Field(description="Longitude (WGS-84).", examples=[113.5767])
+    guided_to: list[str] = Field(
+        default_factory=list,
+        description="Markets with free stalls the vendor was shown.",
+        examples=[["XZ-03"]],
+    )
+    patrol_id: str = Field(examples=["patrol-xz-007"])
+
+    def subject(self) -> str:
+        """The report."""
+        return self.report_id
+
+
 ALL_EVENTS: tuple[type[Event], ...] = (
     MarketChanged,
     StallChanged,
@@ -528,6 +593,8 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     CaseSentBack,
     CaseVerified,
     CaseClosed,
+    CaseEvaluated,
+    StreetVendingReported,
 )
 
 EVENTS_BY_TYPE: dict[str, type[Event]] = {e.event_type(): e for e in ALL_EVENTS}

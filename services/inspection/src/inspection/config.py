@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from pathlib import Path
 from typing import ClassVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -26,6 +27,10 @@ def load_public_key(key_b64: str) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(raw)
 
 
+#: Salt of subject hashes in development (public, so refused in production).
+DEV_SUBJECT_SALT = "dev-subject-salt-not-secret"
+
+
 class InspectionSettings(CommonSettings):
     """The shared settings plus what patrol inspection needs."""
 
@@ -36,6 +41,7 @@ class InspectionSettings(CommonSettings):
     dev_secrets: ClassVar[dict[str, str]] = {
         **CommonSettings.dev_secrets,
         "stall_code_public_key": DEV_STALL_CODE_PUBLIC_KEY_B64,
+        "subject_salt": DEV_SUBJECT_SALT,
     }
 
     token_audience: ClassVar[str] = "inspection"
@@ -53,6 +59,42 @@ class InspectionSettings(CommonSettings):
         default=7,
         ge=1,
         description="Days after a window's date that its expected bookings are kept.",
+    )
+
+    subject_salt: str = Field(
+        default=DEV_SUBJECT_SALT,
+        min_length=16,
+        description=(
+            "Secret salt of the hash that stands for a street vendor's identity number (the "
+            "number itself is never stored); refused at its development value in production."
+        ),
+    )
+    repeat_lookback_days: int = Field(
+        default=365,
+        ge=1,
+        description='"1+1": how far back an earlier violation makes a minor one a repeat.',
+    )
+    offline_scan_max_age_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="How late a scan queued on an offline phone is still accepted.",
+    )
+    violations_file: Path | None = Field(
+        default=None,
+        description="The violation catalogue (JSON); the packaged catalogue if unset.",
+    )
+    evidence_dir: Path = Field(
+        default=Path("data/evidence"),
+        description="Folder of content-addressed evidence photos (a volume in production).",
+    )
+    evidence_max_bytes: int = Field(
+        default=5 * 1024 * 1024, ge=1024, description="Largest photo accepted, in bytes."
+    )
+    street_report_radius_km: float = Field(
+        default=5.0, gt=0, description="How far a street report looks for markets to guide to."
+    )
+    street_report_markets: int = Field(
+        default=5, ge=1, le=20, description="How many markets a street report lists at most."
     )
 
     @field_validator("stall_code_public_key")

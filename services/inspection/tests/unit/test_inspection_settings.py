@@ -18,6 +18,7 @@ from stalltest.tokens import fresh_key, jwks_of
 pytestmark = pytest.mark.unit
 
 PROD_JWKS = jwks_of(fresh_key(Issuer.ALLOCATION), fresh_key(Issuer.STAFF))
+PROD_SALT = "a-production-salt-of-enough-length"
 
 
 def fresh_public_key() -> str:
@@ -63,12 +64,24 @@ def test_production_refuses_the_dev_public_key() -> None:
 
 def test_production_refuses_the_dev_token_keys() -> None:
     with pytest.raises(ValidationError, match="STALL_TOKEN_JWKS"):
-        InspectionSettings(stall_mode="prod", stall_code_public_key=fresh_public_key())
+        InspectionSettings(
+            stall_mode="prod", stall_code_public_key=fresh_public_key(), subject_salt=PROD_SALT
+        )
+
+
+def test_production_refuses_the_dev_subject_salt() -> None:
+    with pytest.raises(ValidationError, match="subject_salt still has its development"):
+        InspectionSettings(
+            stall_mode="prod", stall_token_jwks=PROD_JWKS, stall_code_public_key=fresh_public_key()
+        )
 
 
 def test_production_accepts_its_own_keys() -> None:
     key = fresh_public_key()
     settings = InspectionSettings(
-        stall_mode="prod", stall_token_jwks=PROD_JWKS, stall_code_public_key=key
+        stall_mode="prod",
+        stall_token_jwks=PROD_JWKS,
+        stall_code_public_key=key,
+        subject_salt=PROD_SALT,
     )
     assert settings.stall_code_public_key == key
