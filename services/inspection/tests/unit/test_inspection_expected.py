@@ -1,4 +1,5 @@
-"""The rules of the "who should be where" projection, without Redis or Kafka."""
+"""The rules of the "who should be where" projection, without Redis or Kafka: bookings, stall
+code versions, free stalls, catalogue changes."""
 
 from __future__ import annotations
 
@@ -8,11 +9,20 @@ from datetime import UTC, date, datetime
 import pytest
 
 from inspection.domain.expected import (
+    CodeStatus,
     ExpectedBooking,
     Slot,
+    StallCodeVersions,
+    StallFacts,
     after_booking_created,
     after_booking_ended,
+    after_code_issued,
+    after_code_revoked,
+    booking_at,
+    code_status,
+    free_stalls,
     keep_until,
+    supersedes,
 )
 
 pytestmark = pytest.mark.unit
@@ -60,3 +70,71 @@ def test_expected_bookings_are_kept_for_the_retention_after_their_date() -> None
     until = keep_until(DAY, retention_days=7)
     # Local midnight starting 2026-12-01 is 16:00 UTC on 2026-11-30.
     assert until.astimezone(UTC) == datetime(2026, 11, 30, 16, 0, tzinfo=UTC)
+
+
+def test_the_booking_of_a_moment_is_the_one_whose_window_contains_it() -> None:
+    late = replace(
+        BOOKING,
+        booking_id="bk_3",
+        window_id="late",
+        starts_at=datetime(2026, 11, 23, 14, 30, tzinfo=UTC),
+        ends_at=datetime(2026, 11, 23, 15, 0, tzinfo=UTC),
+    )
+    assert booking_at([late, BOOKING], datetime(2026, 11, 23, 10, tzinfo=UTC)) == BOOKING
+    assert booking_at([late, BOOKING], datetime(2026, 11, 23, 14, 30, tzinfo=UTC)) == late
+    assert booking_at([late, BOOKING], datetime(2026, 11, 23, 9, 29, tzinfo=UTC)) is None
+    assert booking_at([], datetime(2026, 11, 23, 10, tzinfo=UTC)) is None
+
+
+def test_a_stall_without_code_events_takes_any_verified_code() -> None:
+    assert code_status(None, 1) is CodeStatus.CURRENT
+    assert code_status(None, 7) is CodeStatus.CURRENT
+
+
+def test_a_new_code_supersedes_the_older_ones() -> None:
+    versions = after_code_issued(after_code_issued(None, 2), 3)
+    assert code_status(versions, 3) is CodeStatus.CURRENT
+    assert code_status(versions, 2) is CodeStatus.SUPERSEDED
+    assert code_status(versions, 1) is CodeStatus.SUPERSEDED
+    # Issued after the projection last heard: the signature proves it, so it holds.
+    assert code_status(versions, 4) is CodeStatus.CURRENT
+
+
+def test_a_revoked_code_is_revoked_and_stays_so() -> None:
+    versions = after_code_revoked(after_code_issued(None, 2), 2)
+    assert code_status(versions, 2) is CodeStatus.REVOKED
+    assert code_status(versions, 1) is CodeStatus.SUPERSEDED
+    versions = after_code_issued(versions, 3)
+    assert code_status(versions, 2) is CodeStatus.REVOKED
+    assert code_status(versions, 3) is CodeStatus.CURRENT
+    # Superseded and revoked are both refused at a scan; the value tells which.
+    assert {CodeStatus.SUPERSEDED.value, CodeStatus.REVOKED.value} == {"superseded", "revoked"}
+
+
+def test_code_events_in_any_order_or_repeated_give_the_same_versions() -> None:
+    issued_3, revoked_2 = (lambda v: after_code_issued(v, 3)), (lambda v: after_code_revoked(v, 2))
+    one_way = revoked_2(issued_3(issued_3(None)))
+    other_way = issued_3(revoked_2(revoked_2(None)))
+    assert one_way == other_way == StallCodeVersions(latest=3, revoked=frozenset({2}))
+    assert after_code_issued(one_way, 2) == one_way  # an older issue replayed late
+
+
+def test_free_stalls_are_the_active_ones_of_the_category_nobody_booked() -> None:
+    stalls = [
+        StallFacts("XZ-03-A001", "XZ-03", "cooked_food", True),
+        StallFacts("XZ-03-A002", "XZ-03", "cooked_food", True),
+        StallFacts("XZ-03-A003", "XZ-03", "cooked_food", False),
+        StallFacts("XZ-03-A004", "XZ-03", "daily_goods", True),
+    ]
+    assert free_stalls(stalls, [], None) == 3
+    assert free_stalls(stalls, ["XZ-03-A001"], "cooked_food") == 1
+    assert free_stalls(stalls, ["XZ-03-A001", "XZ-03-A003"], None) == 2
+    assert free_stalls(stalls, ["XZ-03-A004"], "daily_goods") == 0
+    assert free_stalls(stalls, [], "crafts_culture") == 0
+
+
+def test_an_older_catalogue_change_never_replaces_a_newer_one() -> None:
+    t = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    assert supersedes(t, None)
+    assert supersedes(t, t)  # the same change again, or the next one of the same instant
+    assert not supersedes(t, t.replace(minute=1))

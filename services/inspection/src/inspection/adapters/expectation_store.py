@@ -1,24 +1,53 @@
-"""Where the "who should be where" projection lives: Redis in service, dicts in unit tests."""
+"""Where the "who should be where" projection lives: Redis in service, dicts in unit tests.
+
+Both stores keep the same primitive records; the questions a scan or a street report asks
+(which window runs, who is booked, how many stalls are free, whether a code still holds) are
+answered once, in :class:`ProjectionReads`, from those records and the domain rules.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
 
+from contracts.catalogue import MarketWindow
 from inspection.domain.expected import (
+    CodeStatus,
     ExpectedBooking,
+    GeoPoint,
     MarketFacts,
+    MarketSchedule,
     Slot,
+    StallCodeVersions,
     StallFacts,
+    booking_at,
+    code_status,
+    free_stalls,
     keep_until,
+)
+from inspection.domain.market_time import (
+    InstanceOverride,
+    MarketTimeline,
+    Suspension,
+    WindowInstance,
+    dates_for_next,
+    local_date,
 )
 from stallkit.clock import Clock
 from stallkit.settings import CommonSettings
 
 MIN_TTL_SECONDS = 3600
+#: The earth radius Redis's GEO commands use.
+EARTH_RADIUS_KM = 6372.7975608
+#: Keys of the projection (the enforcement data under ``insp:{insp}:`` is not part of it).
+PROJECTION_KEY = re.compile(r"^insp:\{([A-Z]{2}-\d{2}|geo)\}:")
 
 
 class ExpectationStore(Protocol):
@@ -53,12 +82,153 @@ class ExpectationStore(Protocol):
         ...
 
     async def put_market(self, market: MarketFacts) -> None:
-        """Store what the catalogue says about a market."""
+        """Store a market's facts and its location (the schedule: :meth:`put_schedule`)."""
         ...
 
     async def get_market(self, market_id: str) -> MarketFacts | None:
-        """What the catalogue said about a market, if anything."""
+        """What the catalogue said about a market, schedule included, if anything."""
         ...
+
+    async def put_schedule(self, market_id: str, schedule: MarketSchedule) -> None:
+        """Store a market's weekly schedule."""
+        ...
+
+    async def get_schedule(self, market_id: str) -> MarketSchedule | None:
+        """A market's weekly schedule, if one was seen."""
+        ...
+
+    async def get_code_versions(self, market_id: str, stall_id: str) -> StallCodeVersions | None:
+        """The stall's code versions seen so far, if any."""
+        ...
+
+    async def put_code_versions(
+        self, market_id: str, stall_id: str, versions: StallCodeVersions
+    ) -> None:
+        """Store the stall's code versions."""
+        ...
+
+    async def get_override(
+        self, market_id: str, day: date, window_id: str
+    ) -> InstanceOverride | None:
+        """What the windows service said about one window instance, if anything."""
+        ...
+
+    async def put_override(
+        self, market_id: str, day: date, window_id: str, override: InstanceOverride
+    ) -> None:
+        """Store what the windows service said about one window instance."""
+        ...
+
+    async def get_suspension(self, market_id: str, suspension_id: str) -> Suspension | None:
+        """A suspension of the market, if one was heard of."""
+        ...
+
+    async def put_suspension(self, market_id: str, suspension: Suspension) -> None:
+        """Store a suspension of the market."""
+        ...
+
+    async def add_resume_all(self, market_id: str, at: datetime) -> None:
+        """Remember a ``market.resumed`` without a suspension id (it lifts all, at ``at``)."""
+        ...
+
+    async def timeline(self, market_id: str, days: Sequence[date]) -> MarketTimeline:
+        """Schedule, suspensions and the instance overrides of ``days``, in one read."""
+        ...
+
+    async def expected_on(self, market_id: str, day: date) -> list[ExpectedBooking]:
+        """Every booking expected in the market on ``day``."""
+        ...
+
+    async def stalls_of(self, market_id: str) -> list[StallFacts]:
+        """Every stall of the market the catalogue told of."""
+        ...
+
+    async def nearest_markets(
+        self, lat: float, lon: float, radius_km: float, limit: int
+    ) -> list[tuple[str, float]]:
+        """Markets within ``radius_km``: (market id, distance in km), nearest first."""
+        ...
+
+    async def window_at(self, market_id: str, at: datetime) -> WindowInstance | None:
+        """The window instance running at ``at`` (effective end), None if none runs then."""
+        ...
+
+    async def current_or_next_window(self, market_id: str, at: datetime) -> WindowInstance | None:
+        """The instance running at ``at``, else the next one within 7 days."""
+        ...
+
+    async def expected_at(
+        self, market_id: str, stall_id: str, at: datetime
+    ) -> ExpectedBooking | None:
+        """The booking of the stall whose window contains ``at``."""
+        ...
+
+    async def free_stalls(
+        self, market_id: str, instance: WindowInstance, category: str | None
+    ) -> int:
+        """Active stalls (of ``category``, or any) with nobody booked in ``instance``."""
+        ...
+
+    async def code_status(self, market_id: str, stall_id: str, version: int) -> CodeStatus:
+        """Whether a verified code of the stall is current, superseded or revoked."""
+        ...
+
+    async def dump(self) -> dict[str, Any]:
+        """The whole projection as plain, comparable data (for rebuild checks)."""
+        ...
+
+
+class ProjectionReads(ABC):
+    """The questions asked of the projection, answered from its records by the domain rules."""
+
+    @abstractmethod
+    async def timeline(self, market_id: str, days: Sequence[date]) -> MarketTimeline:
+        """Schedule, suspensions and the instance overrides of ``days``."""
+
+    @abstractmethod
+    async def expected_on(self, market_id: str, day: date) -> list[ExpectedBooking]:
+        """Every booking expected in the market on ``day``."""
+
+    @abstractmethod
+    async def stalls_of(self, market_id: str) -> list[StallFacts]:
+        """Every stall of the market."""
+
+    @abstractmethod
+    async def get_code_versions(self, market_id: str, stall_id: str) -> StallCodeVersions | None:
+        """The stall's code versions seen so far, if any."""
+
+    async def window_at(self, market_id: str, at: datetime) -> WindowInstance | None:
+        """The window instance running at ``at`` (effective end), None if none runs then."""
+        return (await self.timeline(market_id, [local_date(at)])).window_at(at)
+
+    async def current_or_next_window(self, market_id: str, at: datetime) -> WindowInstance | None:
+        """The instance running at ``at``, else the next one within 7 days."""
+        return (await self.timeline(market_id, dates_for_next(at))).current_or_next(at)
+
+    async def expected_at(
+        self, market_id: str, stall_id: str, at: datetime
+    ) -> ExpectedBooking | None:
+        """The booking of the stall whose window contains ``at``."""
+        bookings = await self.expected_on(market_id, local_date(at))
+        return booking_at((b for b in bookings if b.stall_id == stall_id), at)
+
+    async def free_stalls(
+        self, market_id: str, instance: WindowInstance, category: str | None
+    ) -> int:
+        """Active stalls (of ``category``, or any) with nobody booked in ``instance``."""
+        booked = [
+            b.stall_id
+            for b in await self.expected_on(market_id, instance.date)
+            if b.window_id == instance.window_id
+        ]
+        return free_stalls(await self.stalls_of(market_id), booked, category)
+
+    async def code_status(self, market_id: str, stall_id: str, version: int) -> CodeStatus:
+        """Whether a verified code of the stall is current, superseded or revoked."""
+        return code_status(await self.get_code_versions(market_id, stall_id), version)
+
+
+# --- serialization -----------------------------------------------------------------------------
 
 
 def booking_to_json(booking: ExpectedBooking) -> str:
@@ -94,12 +264,167 @@ def booking_from_json(raw: str | bytes) -> ExpectedBooking:
     )
 
 
-class RedisExpectationStore:
+def _time(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _iso(value: datetime | date | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def market_to_json(market: MarketFacts) -> str:
+    """Serialize a market's facts (not its schedule)."""
+    location = market.location
+    return json.dumps(
+        {
+            "district": market.district,
+            "name_zh": market.name_zh,
+            "name_en": market.name_en,
+            "location": None if location is None else {"lat": location.lat, "lon": location.lon},
+            "zones": list(market.zones),
+            "as_of": _iso(market.as_of),
+        },
+        ensure_ascii=False,
+    )
+
+
+def market_from_json(
+    market_id: str, raw: str | bytes, schedule: MarketSchedule | None
+) -> MarketFacts:
+    """Read back a market's facts (older records hold only the district), with its schedule."""
+    data: dict[str, Any] = json.loads(raw)
+    location = data.get("location")
+    return MarketFacts(
+        market_id=market_id,
+        district=data["district"],
+        name_zh=data.get("name_zh", ""),
+        name_en=data.get("name_en", ""),
+        location=None if location is None else GeoPoint(location["lat"], location["lon"]),
+        zones=tuple(data.get("zones", ())),
+        windows=() if schedule is None else schedule.windows,
+        as_of=_time(data.get("as_of")),
+        schedule_as_of=None if schedule is None else schedule.as_of,
+    )
+
+
+def schedule_to_json(schedule: MarketSchedule) -> str:
+    """Serialize a weekly schedule."""
+    return json.dumps(
+        {
+            "windows": [w.model_dump(mode="json") for w in schedule.windows],
+            "as_of": schedule.as_of.isoformat(),
+        },
+        ensure_ascii=False,
+    )
+
+
+def schedule_from_json(raw: str | bytes) -> MarketSchedule:
+    """Read back a weekly schedule."""
+    data: dict[str, Any] = json.loads(raw)
+    return MarketSchedule(
+        windows=tuple(MarketWindow.model_validate(w) for w in data["windows"]),
+        as_of=datetime.fromisoformat(data["as_of"]),
+    )
+
+
+def codes_to_json(versions: StallCodeVersions) -> str:
+    """Serialize a stall's code versions."""
+    return json.dumps({"latest": versions.latest, "revoked": sorted(versions.revoked)})
+
+
+def codes_from_json(raw: str | bytes) -> StallCodeVersions:
+    """Read back a stall's code versions."""
+    data: dict[str, Any] = json.loads(raw)
+    return StallCodeVersions(latest=data["latest"], revoked=frozenset(data["revoked"]))
+
+
+def override_to_json(override: InstanceOverride) -> str:
+    """Serialize what the windows service said about an instance."""
+    return json.dumps(
+        {
+            "opened_at": _iso(override.opened_at),
+            "closes_at": _iso(override.closes_at),
+            "closed_at": _iso(override.closed_at),
+            "closed_reason": override.closed_reason,
+            "cancelled_at": _iso(override.cancelled_at),
+            "cancel_cause": override.cancel_cause,
+            "cancel_reason": override.cancel_reason,
+        },
+        ensure_ascii=False,
+    )
+
+
+def override_from_json(raw: str | bytes) -> InstanceOverride:
+    """Read back what the windows service said about an instance."""
+    data: dict[str, Any] = json.loads(raw)
+    return InstanceOverride(
+        opened_at=_time(data["opened_at"]),
+        closes_at=_time(data["closes_at"]),
+        closed_at=_time(data["closed_at"]),
+        closed_reason=data["closed_reason"],
+        cancelled_at=_time(data["cancelled_at"]),
+        cancel_cause=data["cancel_cause"],
+        cancel_reason=data["cancel_reason"],
+    )
+
+
+def suspension_to_json(s: Suspension) -> str:
+    """Serialize a suspension."""
+    return json.dumps(
+        {
+            "suspension_id": s.suspension_id,
+            "first_date": _iso(s.first_date),
+            "last_date": _iso(s.last_date),
+            "reason": s.reason,
+            "in_force_from": _iso(s.in_force_from),
+            "lifted_at": _iso(s.lifted_at),
+            "reopened_from": _iso(s.reopened_from),
+        },
+        ensure_ascii=False,
+    )
+
+
+def _date(value: str | None) -> date | None:
+    return None if value is None else date.fromisoformat(value)
+
+
+def suspension_from_json(raw: str | bytes) -> Suspension:
+    """Read back a suspension."""
+    data: dict[str, Any] = json.loads(raw)
+    return Suspension(
+        suspension_id=data["suspension_id"],
+        first_date=_date(data["first_date"]),
+        last_date=_date(data["last_date"]),
+        reason=data["reason"],
+        in_force_from=_time(data["in_force_from"]),
+        lifted_at=_time(data["lifted_at"]),
+        reopened_from=_date(data["reopened_from"]),
+    )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+
+
+# --- Redis -------------------------------------------------------------------------------------
+
+
+class RedisExpectationStore(ProjectionReads):
     """Redis layout, every key tagged with its market so a cluster keeps a market together.
 
     - ``insp:{M}:expected:<date>`` hash ``<stall>|<window>`` → booking JSON (expires)
     - ``insp:{M}:ended:<date>`` set of booking ids that ended (expires with the date)
-    - ``insp:{M}:stalls`` hash ``<stall>`` → stall JSON; ``insp:{M}:market`` → market JSON
+    - ``insp:{M}:stalls`` hash ``<stall>`` → stall JSON; ``insp:{M}:market`` → market JSON;
+      ``insp:{M}:schedule`` → schedule JSON
+    - ``insp:{M}:codes`` hash ``<stall>`` → code versions JSON
+    - ``insp:{M}:instances:<date>`` hash ``<window>`` → what the windows service said (expires)
+    - ``insp:{M}:suspensions`` hash ``<id>`` → suspension JSON; ``insp:{M}:resumed`` set of
+      times of ``market.resumed`` without an id
+    - ``insp:{geo}:markets`` GEO set of market locations
     """
 
     def __init__(self, redis: Redis, settings: CommonSettings, clock: Clock, retention_days: int):
@@ -111,6 +436,11 @@ class RedisExpectationStore:
     def _key(self, market_id: str, *parts: str) -> str:
         return self.settings.key("insp", "{" + market_id + "}", *parts)
 
+    @property
+    def geo_key(self) -> str:
+        """The GEO set of market locations."""
+        return self.settings.key("insp", "{geo}", "markets")
+
     @staticmethod
     def _field(slot: Slot) -> str:
         return f"{slot.stall_id}|{slot.window_id}"
@@ -118,6 +448,8 @@ class RedisExpectationStore:
     def _ttl(self, day: date) -> int:
         left = keep_until(day, self.retention_days) - self.clock.now()
         return max(MIN_TTL_SECONDS, int(left.total_seconds()))
+
+    # -- bookings ---------------------------------------------------------------------------
 
     async def get_expected(self, market_id: str, slot: Slot) -> ExpectedBooking | None:
         """The booking expected at ``slot``, if any."""
@@ -140,6 +472,11 @@ class RedisExpectationStore:
             self._key(market_id, "expected", slot.date.isoformat()), self._field(slot)
         )
 
+    async def expected_on(self, market_id: str, day: date) -> list[ExpectedBooking]:
+        """Every booking expected in the market on ``day``."""
+        raw = await self.redis.hvals(self._key(market_id, "expected", day.isoformat()))
+        return [booking_from_json(r) for r in raw]
+
     async def mark_ended(self, market_id: str, day: date, booking_id: str) -> None:
         """Remember that a booking ended, so a replay of its creation cannot revive it."""
         key = self._key(market_id, "ended", day.isoformat())
@@ -152,6 +489,8 @@ class RedisExpectationStore:
         """Whether the booking's end was seen."""
         key = self._key(market_id, "ended", day.isoformat())
         return bool(await self.redis.sismember(key, booking_id))
+
+    # -- catalogue --------------------------------------------------------------------------
 
     async def put_stall(self, stall: StallFacts) -> None:
         """Store what the catalogue says about a stall."""
@@ -166,18 +505,167 @@ class RedisExpectationStore:
         data = json.loads(raw)
         return StallFacts(stall_id, market_id, data["category"], data["active"])
 
+    async def stalls_of(self, market_id: str) -> list[StallFacts]:
+        """Every stall of the market the catalogue told of."""
+        raw = await self.redis.hgetall(self._key(market_id, "stalls"))
+        stalls = []
+        for stall_id, value in raw.items():
+            data = json.loads(value)
+            stalls.append(StallFacts(_text(stall_id), market_id, data["category"], data["active"]))
+        return stalls
+
     async def put_market(self, market: MarketFacts) -> None:
-        """Store what the catalogue says about a market."""
-        value = json.dumps({"district": market.district})
-        await self.redis.set(self._key(market.market_id, "market"), value)
+        """Store a market's facts and its location (the schedule: :meth:`put_schedule`)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(self._key(market.market_id, "market"), market_to_json(market))
+            if market.location is not None:
+                point = (market.location.lon, market.location.lat, market.market_id)
+                pipe.geoadd(self.geo_key, point)
+            await pipe.execute()
 
     async def get_market(self, market_id: str) -> MarketFacts | None:
-        """What the catalogue said about a market, if anything."""
-        raw = await self.redis.get(self._key(market_id, "market"))
-        return None if raw is None else MarketFacts(market_id, json.loads(raw)["district"])
+        """What the catalogue said about a market, schedule included, if anything."""
+        raw, schedule = await self.redis.mget(
+            self._key(market_id, "market"), self._key(market_id, "schedule")
+        )
+        if raw is None:
+            return None
+        return market_from_json(
+            market_id, raw, None if schedule is None else schedule_from_json(schedule)
+        )
+
+    async def put_schedule(self, market_id: str, schedule: MarketSchedule) -> None:
+        """Store a market's weekly schedule."""
+        await self.redis.set(self._key(market_id, "schedule"), schedule_to_json(schedule))
+
+    async def get_schedule(self, market_id: str) -> MarketSchedule | None:
+        """A market's weekly schedule, if one was seen."""
+        raw = await self.redis.get(self._key(market_id, "schedule"))
+        return None if raw is None else schedule_from_json(raw)
+
+    async def nearest_markets(
+        self, lat: float, lon: float, radius_km: float, limit: int
+    ) -> list[tuple[str, float]]:
+        """Markets within ``radius_km``: (market id, distance in km), nearest first."""
+        found = await self.redis.geosearch(
+            self.geo_key,
+            longitude=lon,
+            latitude=lat,
+            radius=radius_km,
+            unit="km",
+            sort="ASC",
+            count=limit,
+            withdist=True,
+        )
+        return [(_text(member), float(distance)) for member, distance in found]
+
+    async def get_code_versions(self, market_id: str, stall_id: str) -> StallCodeVersions | None:
+        """The stall's code versions seen so far, if any."""
+        raw = await self.redis.hget(self._key(market_id, "codes"), stall_id)
+        return None if raw is None else codes_from_json(raw)
+
+    async def put_code_versions(
+        self, market_id: str, stall_id: str, versions: StallCodeVersions
+    ) -> None:
+        """Store the stall's code versions."""
+        await self.redis.hset(self._key(market_id, "codes"), stall_id, codes_to_json(versions))
+
+    # -- windows ----------------------------------------------------------------------------
+
+    async def get_override(
+        self, market_id: str, day: date, window_id: str
+    ) -> InstanceOverride | None:
+        """What the windows service said about one window instance, if anything."""
+        raw = await self.redis.hget(self._key(market_id, "instances", day.isoformat()), window_id)
+        return None if raw is None else override_from_json(raw)
+
+    async def put_override(
+        self, market_id: str, day: date, window_id: str, override: InstanceOverride
+    ) -> None:
+        """Store what the windows service said about one window instance."""
+        key = self._key(market_id, "instances", day.isoformat())
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, window_id, override_to_json(override))
+            pipe.expire(key, self._ttl(day))
+            await pipe.execute()
+
+    async def get_suspension(self, market_id: str, suspension_id: str) -> Suspension | None:
+        """A suspension of the market, if one was heard of."""
+        raw = await self.redis.hget(self._key(market_id, "suspensions"), suspension_id)
+        return None if raw is None else suspension_from_json(raw)
+
+    async def put_suspension(self, market_id: str, suspension: Suspension) -> None:
+        """Store a suspension of the market."""
+        await self.redis.hset(
+            self._key(market_id, "suspensions"),
+            suspension.suspension_id,
+            suspension_to_json(suspension),
+        )
+
+    async def add_resume_all(self, market_id: str, at: datetime) -> None:
+        """Remember a ``market.resumed`` without a suspension id (it lifts all, at ``at``)."""
+        await self.redis.sadd(self._key(market_id, "resumed"), at.isoformat())
+
+    async def timeline(self, market_id: str, days: Sequence[date]) -> MarketTimeline:
+        """Schedule, suspensions and the instance overrides of ``days``, in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(self._key(market_id, "schedule"))
+            pipe.hvals(self._key(market_id, "suspensions"))
+            pipe.smembers(self._key(market_id, "resumed"))
+            for day in days:
+                pipe.hgetall(self._key(market_id, "instances", day.isoformat()))
+            schedule_raw, suspensions, resumed, *instances = await pipe.execute()
+        schedule = None if schedule_raw is None else schedule_from_json(schedule_raw)
+        overrides = {
+            (day, _text(window_id)): override_from_json(raw)
+            for day, found in zip(days, instances, strict=True)
+            for window_id, raw in found.items()
+        }
+        return MarketTimeline(
+            market_id=market_id,
+            windows=() if schedule is None else schedule.windows,
+            schedule_as_of=None if schedule is None else schedule.as_of,
+            suspensions=[suspension_from_json(s) for s in suspensions],
+            resumed_all=sorted(datetime.fromisoformat(_text(t)) for t in resumed),
+            overrides=overrides,
+        )
+
+    # -- whole projection -------------------------------------------------------------------
+
+    async def dump(self) -> dict[str, Any]:
+        """Every projection key under this store's prefix (without it) and its value.
+
+        Strings as text, hashes as dicts, sets as sorted lists, sorted sets (the GEO index) as
+        ``[member, score]`` lists; TTLs are left out.
+        """
+        prefix = self.settings.redis_prefix
+        found: dict[str, Any] = {}
+        async for raw_key in self.redis.scan_iter(match=_glob_escape(prefix) + "insp:*"):
+            key = _text(raw_key)
+            name = key[len(prefix) :]
+            if not PROJECTION_KEY.match(name):
+                continue
+            kind = _text(await self.redis.type(key))
+            value: Any
+            if kind == "string":
+                value = _text(await self.redis.get(key))
+            elif kind == "hash":
+                value = {_text(k): _text(v) for k, v in (await self.redis.hgetall(key)).items()}
+            elif kind == "set":
+                value = sorted(_text(m) for m in await self.redis.smembers(key))
+            elif kind == "zset":
+                pairs = await self.redis.zrange(key, 0, -1, withscores=True)
+                value = [[_text(m), s] for m, s in pairs]
+            else:
+                continue  # gone in between, or nothing this projection writes
+            found[name] = value
+        return dict(sorted(found.items()))
 
 
-class InMemoryExpectationStore:
+# --- in memory ---------------------------------------------------------------------------------
+
+
+class InMemoryExpectationStore(ProjectionReads):
     """Dicts instead of Redis, for unit tests."""
 
     def __init__(self) -> None:
@@ -185,6 +673,13 @@ class InMemoryExpectationStore:
         self.ended: set[tuple[str, date, str]] = set()
         self.stalls: dict[tuple[str, str], StallFacts] = {}
         self.markets: dict[str, MarketFacts] = {}
+        self.schedules: dict[str, MarketSchedule] = {}
+        self.codes: dict[tuple[str, str], StallCodeVersions] = {}
+        self.overrides: dict[tuple[str, date, str], InstanceOverride] = {}
+        self.suspensions: dict[tuple[str, str], Suspension] = {}
+        self.resumed: dict[str, set[datetime]] = {}
+        #: Locations as (lat, lon), for :meth:`nearest_markets`.
+        self.locations: dict[str, GeoPoint] = {}
 
     async def get_expected(self, market_id: str, slot: Slot) -> ExpectedBooking | None:
         """The booking expected at ``slot``, if any."""
@@ -197,6 +692,10 @@ class InMemoryExpectationStore:
     async def clear_expected(self, market_id: str, slot: Slot) -> None:
         """Expect nobody at ``slot``."""
         self.expected.pop((market_id, slot), None)
+
+    async def expected_on(self, market_id: str, day: date) -> list[ExpectedBooking]:
+        """Every booking expected in the market on ``day``."""
+        return [b for (m, slot), b in self.expected.items() if m == market_id and slot.date == day]
 
     async def mark_ended(self, market_id: str, day: date, booking_id: str) -> None:
         """Remember that a booking ended."""
@@ -214,10 +713,113 @@ class InMemoryExpectationStore:
         """What the catalogue said about a stall, if anything."""
         return self.stalls.get((market_id, stall_id))
 
+    async def stalls_of(self, market_id: str) -> list[StallFacts]:
+        """Every stall of the market the catalogue told of."""
+        return [s for (m, _), s in self.stalls.items() if m == market_id]
+
     async def put_market(self, market: MarketFacts) -> None:
-        """Store what the catalogue says about a market."""
+        """Store a market's facts and its location (the schedule: :meth:`put_schedule`)."""
         self.markets[market.market_id] = market
+        if market.location is not None:
+            self.locations[market.market_id] = market.location
 
     async def get_market(self, market_id: str) -> MarketFacts | None:
-        """What the catalogue said about a market, if anything."""
-        return self.markets.get(market_id)
+        """What the catalogue said about a market, schedule included, if anything."""
+        market = self.markets.get(market_id)
+        if market is None:
+            return None
+        schedule = self.schedules.get(market_id)
+        return market_from_json(market_id, market_to_json(market), schedule)
+
+    async def put_schedule(self, market_id: str, schedule: MarketSchedule) -> None:
+        """Store a market's weekly schedule."""
+        self.schedules[market_id] = schedule
+
+    async def get_schedule(self, market_id: str) -> MarketSchedule | None:
+        """A market's weekly schedule, if one was seen."""
+        return self.schedules.get(market_id)
+
+    async def nearest_markets(
+        self, lat: float, lon: float, radius_km: float, limit: int
+    ) -> list[tuple[str, float]]:
+        """Markets within ``radius_km`` by the haversine formula on Redis's earth radius (unit
+        tests only; the Redis store asks GEOSEARCH)."""
+        found = []
+        for market_id, point in self.locations.items():
+            dlat = math.radians(point.lat - lat)
+            dlon = math.radians(point.lon - lon)
+            h = (
+                math.sin(dlat / 2) ** 2
+                + math.cos(math.radians(lat))
+                * math.cos(math.radians(point.lat))
+                * math.sin(dlon / 2) ** 2
+            )
+            distance = 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(h))
+            if distance <= radius_km:
+                found.append((market_id, distance))
+        return sorted(found, key=lambda f: f[1])[:limit]
+
+    async def get_code_versions(self, market_id: str, stall_id: str) -> StallCodeVersions | None:
+        """The stall's code versions seen so far, if any."""
+        return self.codes.get((market_id, stall_id))
+
+    async def put_code_versions(
+        self, market_id: str, stall_id: str, versions: StallCodeVersions
+    ) -> None:
+        """Store the stall's code versions."""
+        self.codes[(market_id, stall_id)] = versions
+
+    async def get_override(
+        self, market_id: str, day: date, window_id: str
+    ) -> InstanceOverride | None:
+        """What the windows service said about one window instance, if anything."""
+        return self.overrides.get((market_id, day, window_id))
+
+    async def put_override(
+        self, market_id: str, day: date, window_id: str, override: InstanceOverride
+    ) -> None:
+        """Store what the windows service said about one window instance."""
+        self.overrides[(market_id, day, window_id)] = override
+
+    async def get_suspension(self, market_id: str, suspension_id: str) -> Suspension | None:
+        """A suspension of the market, if one was heard of."""
+        return self.suspensions.get((market_id, suspension_id))
+
+    async def put_suspension(self, market_id: str, suspension: Suspension) -> None:
+        """Store a suspension of the market."""
+        self.suspensions[(market_id, suspension.suspension_id)] = suspension
+
+    async def add_resume_all(self, market_id: str, at: datetime) -> None:
+        """Remember a ``market.resumed`` without a suspension id."""
+        self.resumed.setdefault(market_id, set()).add(at)
+
+    async def timeline(self, market_id: str, days: Sequence[date]) -> MarketTimeline:
+        """Schedule, suspensions and the instance overrides of ``days``."""
+        schedule = self.schedules.get(market_id)
+        return MarketTimeline(
+            market_id=market_id,
+            windows=() if schedule is None else schedule.windows,
+            schedule_as_of=None if schedule is None else schedule.as_of,
+            suspensions=[s for (m, _), s in self.suspensions.items() if m == market_id],
+            resumed_all=sorted(self.resumed.get(market_id, ())),
+            overrides={
+                (day, window_id): ov
+                for (m, day, window_id), ov in self.overrides.items()
+                if m == market_id and day in days
+            },
+        )
+
+    async def dump(self) -> dict[str, Any]:
+        """Everything held, as comparable data."""
+        return {
+            "expected": dict(self.expected),
+            "ended": sorted(self.ended),
+            "stalls": dict(self.stalls),
+            "markets": dict(self.markets),
+            "schedules": dict(self.schedules),
+            "codes": dict(self.codes),
+            "overrides": dict(self.overrides),
+            "suspensions": dict(self.suspensions),
+            "resumed": {m: sorted(t) for m, t in self.resumed.items()},
+            "locations": dict(self.locations),
+        }
