@@ -6,6 +6,7 @@ under one data folder::
     data/run/<name>.pid     pid of each child, and stallctl.lock (one runner per folder)
     data/logs/<name>.log    what each child printed
     data/redis/             redis-server's append-only file
+    data/evidence/          inspection's evidence photos (content-addressed)
 
 This module is the supervisor. Ports live in :mod:`stallctl.ports`, the children's bookkeeping
 in :mod:`stallctl.children`, seeding in :mod:`stallctl.seeding` and the ready banner in
@@ -131,6 +132,8 @@ class EmbeddedSystem:
             "STALL_MODE": "dev",
             "STALL_CLOCK_ANCHOR": repr(time.time()),
             "PYTHONUNBUFFERED": "1",
+            # inspection's evidence photos live beside the rest of the embedded data
+            "INSPECTION_EVIDENCE_DIR": str(self.data_dir / "evidence"),
         }
         if env.get("STALL_MODE") == "prod":  # production runs on real time (no anchor)
             del defaults["STALL_CLOCK_ANCHOR"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -88,10 +88,20 @@ def make_redis(settings: CommonSettings) -> Redis:
 
 
 class _HttpMetrics:
-    """Pure ASGI middleware: request count and latency by route template; body size cap."""
+    """Pure ASGI middleware: request count and latency by route template; body size cap.
 
-    def __init__(self, app: ASGIApp, registry: CollectorRegistry):
+    The cap is :data:`MAX_BODY_BYTES` unless ``body_limits`` gives a path prefix its own (photo
+    uploads, say).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        registry: CollectorRegistry,
+        body_limits: Mapping[str, int] | None = None,
+    ):
         self.app = app
+        self.body_limits = dict(body_limits or {})
         self.requests = Counter(
             "http_requests_total", "HTTP requests", ["method", "route", "status"], registry=registry
         )
@@ -103,8 +113,12 @@ class _HttpMetrics:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = MAX_BODY_BYTES
+        for prefix, own in self.body_limits.items():
+            if scope["path"].startswith(prefix):
+                limit = own
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+        if length is not None and (not length.isdigit() or int(length) > limit):
             response = problem_response(Request(scope), "payload_too_large", 413)
             await response(scope, receive, send)
             return
@@ -118,7 +132,7 @@ class _HttpMetrics:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > MAX_BODY_BYTES:
+                if received > limit:
                     raise StarletteHTTPException(413)
             return message
 
@@ -177,10 +191,12 @@ def build_service(
     routers: Sequence[APIRouter] = (),
     background: Sequence[Background] = (),
     configure_logs: bool = True,
+    body_limits: Mapping[str, int] | None = None,
 ) -> FastStreamAPI:
     """Compose the ASGI app: FastAPI routes + FastStream subscribers + ops endpoints.
 
-    Subscribers must be registered on ``parts.broker`` before this is called.
+    Subscribers must be registered on ``parts.broker`` before this is called. Request bodies
+    are capped at :data:`MAX_BODY_BYTES`, or at ``body_limits[prefix]`` under a path prefix.
     """
     if configure_logs:
         configure_logging(parts.settings.service_name, parts.settings.log_level)
@@ -221,7 +237,7 @@ def build_service(
     app.state.broker = parts.broker
     install_problem_handlers(app)
     install_problem_docs(app)
-    app.add_middleware(_HttpMetrics, registry=parts.registry)
+    app.add_middleware(_HttpMetrics, registry=parts.registry, body_limits=body_limits)
     # Routes are matched in order, and matching is not free: service routes (hot paths
     # first, as given) before the operational ones.
     for router in routers:

@@ -17,9 +17,9 @@ DEV_STALL_CODE_SEED_B64 = "ZGV2LW9ubHktc3RhbGwtY29kZS1zZWVkLTMyYnl0ZXM="
 #: base64 of b"dev-only-allocation-token-seed!!": signs vendor tokens.
 DEV_VENDOR_TOKEN_SEED_B64 = "ZGV2LW9ubHktYWxsb2NhdGlvbi10b2tlbi1zZWVkISE="
 
-#: The services a vendor token is for: vendors use allocation's API only (the brief's table);
-#: inspection's and reporting's routes are for staff.
-VENDOR_TOKEN_AUDIENCE: tuple[str, ...] = ("allocation",)
+#: The services a vendor token is for: allocation's API, and inspection's for the vendor's own
+#: warnings and cases (and the evaluation of a closed case). Windows and reporting are for staff.
+VENDOR_TOKEN_AUDIENCE: tuple[str, ...] = ("allocation", "inspection")
 
 
 class AllocationSettings(CommonSettings):

@@ -182,7 +182,10 @@ async def test_only_patrols_and_admins_may_ask(harness: Harness) -> None:
     assert vendor.json()["code"] == "forbidden"
     assert (await harness.expected(Role.DISTRICT)).status_code == 403
     login_token = bearer(dev_token(Role.VENDOR, "vd_1", now=NOW))  # as allocation issues it
-    not_for_us = await harness.client.get(URL, params=QUERY, headers=login_token)
+    vendor_at_login = await harness.client.get(URL, params=QUERY, headers=login_token)
+    assert (vendor_at_login.status_code, vendor_at_login.json()["code"]) == (403, "forbidden")
+    windows_only = bearer(dev_token(Role.VENDOR, "vd_1", now=NOW, audience=["windows"]))
+    not_for_us = await harness.client.get(URL, params=QUERY, headers=windows_only)
     assert not_for_us.status_code == 401
     assert not_for_us.json()["code"] == "wrong_audience"
 

@@ -140,7 +140,7 @@ class Tx:
         envelope = Envelope.wrap(event, source=self.source, time=at)
         fields = outbox_fields(event, envelope)
         stream = self.keys.outbox()
-        self.ops.append(lambda p: p.xadd(stream, fields))  # type: ignore[arg-type]
+        self.ops.append(lambda p: p.xadd(stream, fields))
         return envelope.id
 
 

@@ -11,7 +11,8 @@ from pydantic import BaseModel, Field
 from contracts.catalogue import STALL_ID_PATTERN, WINDOW_ID_PATTERN, market_of_stall
 from inspection.adapters.expectation_store import ExpectationStore
 from inspection.domain.expected import ExpectedBooking, Slot
-from inspection.entrypoints.deps import PatrolOrAdmin
+from inspection.domain.violations import ViolationCatalogue
+from inspection.entrypoints.deps import PatrolOrAdmin, Staff
 from stallkit.clock import Clock
 from stallkit.problems import ProblemError, register_messages
 
@@ -82,5 +83,30 @@ def expectation_router(store: ExpectationStore, clock: Clock) -> APIRouter:
             raise ProblemError("no_booking", 404)
         market = await store.get_market(market_id)
         return ExpectedOut.of(booking, market.district if market else None)
+
+    return router
+
+
+class ViolationOut(BaseModel):
+    """A violation type of the catalogue and how it is handled."""
+
+    type: str = Field(examples=["out_of_line_box"])
+    name_zh: str = Field(examples=["越线经营"])
+    name_en: str = Field(examples=["Vending outside the line box"])
+    minor: bool
+    exempt: bool = Field(description='On the "1+1" exemption list: a first offence is a warning.')
+    penalty_min_cny: int = Field(description="Discretion benchmark: lower bound (CNY).")
+    penalty_max_cny: int = Field(description="Discretion benchmark: upper bound (CNY).")
+    deadline_hours: int = Field(description="Disposal deadline of a case, from its opening.")
+
+
+def catalogue_router(catalogue: ViolationCatalogue) -> APIRouter:
+    """The violation catalogue, for patrol pages and offices."""
+    router = APIRouter(prefix="/v1", tags=["inspection"])
+
+    @router.get("/violations", response_model=list[ViolationOut])
+    async def list_violations(_: Staff) -> list[ViolationOut]:
+        """Every violation type a patrol can record."""
+        return [ViolationOut(**vars(v)) for v in catalogue]
 
     return router

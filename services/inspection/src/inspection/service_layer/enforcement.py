@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from contracts.catalogue import District, market_of_stall
+from contracts.catalogue import STALL_ID_PATTERN, District, market_of_stall
 from contracts.events import (
     CaseEvaluated,
     CaseOpened,
@@ -263,7 +264,7 @@ class Enforcement:
                 tx.publish(
                     WarningIssued(
                         market_id=market_id,
-                        district=district,  # type: ignore[arg-type]
+                        district=district,
                         warning_id=warning_id,
                         subject_id=subject,
                         violation=violation.type,
@@ -307,7 +308,7 @@ class Enforcement:
             tx.publish(
                 CaseOpened(
                     market_id=market_id,
-                    district=district,  # type: ignore[arg-type]
+                    district=district,
                     case_id=case.case_id,
                     violation=violation.type,
                     deadline=case.deadline,
@@ -336,6 +337,9 @@ class Enforcement:
         check = CodeCheck.FORGED if code_shape_is_stall_code(command.code) else CodeCheck.UNREADABLE
         if command.stall_id:
             return check, command.stall_id, None
+        named = command.code.strip().split(".")[1] if check is CodeCheck.FORGED else ""
+        if re.match(STALL_ID_PATTERN, named):
+            return check, named, None  # the stall the forged code names: where it was found
         raise ProblemError("stall_id_required", 422, code_check=check.value)
 
     async def scan(
@@ -420,7 +424,7 @@ class Enforcement:
             tx.publish(
                 ScanRecorded(
                     market_id=market_id,
-                    district=district,  # type: ignore[arg-type]
+                    district=district,
                     scan_id=scan_id,
                     stall_id=stall_id,
                     outcome=finding.outcome,
@@ -537,7 +541,7 @@ class Enforcement:
             tx.publish(
                 StreetVendingReported(
                     market_id=market_id,
-                    district=district,  # type: ignore[arg-type]
+                    district=district,
                     report_id=report_id,
                     lat=command.lat,
                     lon=command.lon,
@@ -641,7 +645,7 @@ class Enforcement:
             tx.publish(
                 step.event(
                     market_id=case.market_id,
-                    district=case.district,  # type: ignore[arg-type]
+                    district=case.district,
                     case_id=case_id,
                     from_state=case.state,
                     to_state=changed.state,
@@ -682,7 +686,7 @@ class Enforcement:
             tx.publish(
                 CaseEvaluated(
                     market_id=case.market_id,
-                    district=case.district,  # type: ignore[arg-type]
+                    district=case.district,
                     case_id=case_id,
                     score=score,
                     by_role=caller.role.value,
