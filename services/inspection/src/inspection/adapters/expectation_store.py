@@ -1,8 +1,7 @@
 """Where the "who should be where" projection lives: Redis in service, dicts in unit tests.
 
-Both stores keep the same primitive records; the questions a scan or a street report asks
-(which window runs, who is booked, how many stalls are free, whether a code still holds) are
-answered once, in :class:`ProjectionReads`, from those records and the domain rules.
+The interface and both stores stay in this one module (longer than most) so that they change
+together: a record added to one is added to the other and to :meth:`ExpectationStore.dump`.
 """
 
 from __future__ import annotations
@@ -13,11 +12,11 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Any, Protocol
+from typing import Any
 
+from pydantic import TypeAdapter
 from redis.asyncio import Redis
 
-from contracts.catalogue import MarketWindow
 from inspection.domain.expected import (
     CodeStatus,
     ExpectedBooking,
@@ -50,159 +49,122 @@ EARTH_RADIUS_KM = 6372.7975608
 PROJECTION_KEY = re.compile(r"^insp:\{([A-Z]{2}-\d{2}|geo)\}:")
 
 
-class ExpectationStore(Protocol):
-    """The projection's reads and writes, grouped by market."""
+class ExpectationStore(ABC):
+    """The projection's records, grouped by market, and the questions asked of them.
 
+    A store keeps the records (the abstract methods); the questions a scan or a street report
+    asks (which window runs, who is booked, how many stalls are free, whether a code still
+    holds) are answered here, once for both stores, by the domain rules.
+    """
+
+    @abstractmethod
     async def get_expected(self, market_id: str, slot: Slot) -> ExpectedBooking | None:
         """The booking expected at ``slot``, if any."""
-        ...
 
+    @abstractmethod
     async def put_expected(self, booking: ExpectedBooking) -> None:
         """Expect ``booking`` at its slot, replacing what was there."""
-        ...
 
+    @abstractmethod
     async def clear_expected(self, market_id: str, slot: Slot) -> None:
         """Expect nobody at ``slot``."""
-        ...
 
-    async def mark_ended(self, market_id: str, day: date, booking_id: str) -> None:
-        """Remember that a booking ended, so a replay of its creation cannot revive it."""
-        ...
-
-    async def has_ended(self, market_id: str, day: date, booking_id: str) -> bool:
-        """Whether the booking's end was seen."""
-        ...
-
-    async def put_stall(self, stall: StallFacts) -> None:
-        """Store what the catalogue says about a stall."""
-        ...
-
-    async def get_stall(self, market_id: str, stall_id: str) -> StallFacts | None:
-        """What the catalogue said about a stall, if anything."""
-        ...
-
-    async def put_market(self, market: MarketFacts) -> None:
-        """Store a market's facts and its location (the schedule: :meth:`put_schedule`)."""
-        ...
-
-    async def get_market(self, market_id: str) -> MarketFacts | None:
-        """What the catalogue said about a market, schedule included, if anything."""
-        ...
-
-    async def put_schedule(self, market_id: str, schedule: MarketSchedule) -> None:
-        """Store a market's weekly schedule."""
-        ...
-
-    async def get_schedule(self, market_id: str) -> MarketSchedule | None:
-        """A market's weekly schedule, if one was seen."""
-        ...
-
-    async def get_code_versions(self, market_id: str, stall_id: str) -> StallCodeVersions | None:
-        """The stall's code versions seen so far, if any."""
-        ...
-
-    async def put_code_versions(
-        self, market_id: str, stall_id: str, versions: StallCodeVersions
-    ) -> None:
-        """Store the stall's code versions."""
-        ...
-
-    async def get_override(
-        self, market_id: str, day: date, window_id: str
-    ) -> InstanceOverride | None:
-        """What the windows service said about one window instance, if anything."""
-        ...
-
-    async def put_override(
-        self, market_id: str, day: date, window_id: str, override: InstanceOverride
-    ) -> None:
-        """Store what the windows service said about one window instance."""
-        ...
-
-    async def get_suspension(self, market_id: str, suspension_id: str) -> Suspension | None:
-        """A suspension of the market, if one was heard of."""
-        ...
-
-    async def put_suspension(self, market_id: str, suspension: Suspension) -> None:
-        """Store a suspension of the market."""
-        ...
-
-    async def add_resume_all(self, market_id: str, at: datetime) -> None:
-        """Remember a ``market.resumed`` without a suspension id (it lifts all, at ``at``)."""
-        ...
-
-    async def timeline(self, market_id: str, days: Sequence[date]) -> MarketTimeline:
-        """Schedule, suspensions and the instance overrides of ``days``, in one read."""
-        ...
-
+    @abstractmethod
     async def expected_on(self, market_id: str, day: date) -> list[ExpectedBooking]:
         """Every booking expected in the market on ``day``."""
-        ...
 
+    @abstractmethod
+    async def mark_ended(self, market_id: str, day: date, booking_id: str) -> None:
+        """Remember that a booking ended, so a replay of its creation cannot revive it."""
+
+    @abstractmethod
+    async def has_ended(self, market_id: str, day: date, booking_id: str) -> bool:
+        """Whether the booking's end was seen."""
+
+    @abstractmethod
+    async def put_stall(self, stall: StallFacts) -> None:
+        """Store what the catalogue says about a stall."""
+
+    @abstractmethod
+    async def get_stall(self, market_id: str, stall_id: str) -> StallFacts | None:
+        """What the catalogue said about a stall, if anything."""
+
+    @abstractmethod
     async def stalls_of(self, market_id: str) -> list[StallFacts]:
         """Every stall of the market the catalogue told of."""
-        ...
 
+    @abstractmethod
+    async def put_market(self, market: MarketFacts) -> None:
+        """Store a market's facts and its location (the schedule: :meth:`put_schedule`)."""
+
+    @abstractmethod
+    async def get_market(self, market_id: str) -> MarketFacts | None:
+        """What the catalogue said about a market, schedule included, if anything."""
+
+    @abstractmethod
+    async def put_schedule(self, market_id: str, schedule: MarketSchedule) -> None:
+        """Store a market's weekly schedule."""
+
+    @abstractmethod
+    async def get_schedule(self, market_id: str) -> MarketSchedule | None:
+        """A market's weekly schedule, if one was seen."""
+
+    @abstractmethod
     async def nearest_markets(
         self, lat: float, lon: float, radius_km: float, limit: int
     ) -> list[tuple[str, float]]:
         """Markets within ``radius_km``: (market id, distance in km), nearest first."""
-        ...
-
-    async def window_at(self, market_id: str, at: datetime) -> WindowInstance | None:
-        """The window instance running at ``at`` (effective end), None if none runs then."""
-        ...
-
-    async def current_or_next_window(self, market_id: str, at: datetime) -> WindowInstance | None:
-        """The instance running at ``at``, else the next one within 7 days."""
-        ...
-
-    async def expected_at(
-        self, market_id: str, stall_id: str, at: datetime
-    ) -> ExpectedBooking | None:
-        """The booking of the stall whose window contains ``at``."""
-        ...
-
-    async def free_stalls(
-        self, market_id: str, instance: WindowInstance, category: str | None
-    ) -> int:
-        """Active stalls (of ``category``, or any) with nobody booked in ``instance``."""
-        ...
-
-    async def code_status(self, market_id: str, stall_id: str, version: int) -> CodeStatus:
-        """Whether a verified code of the stall is current, superseded or revoked."""
-        ...
-
-    async def dump(self) -> dict[str, Any]:
-        """The whole projection as plain, comparable data (for rebuild checks)."""
-        ...
-
-
-class ProjectionReads(ABC):
-    """The questions asked of the projection, answered from its records by the domain rules."""
-
-    @abstractmethod
-    async def timeline(self, market_id: str, days: Sequence[date]) -> MarketTimeline:
-        """Schedule, suspensions and the instance overrides of ``days``."""
-
-    @abstractmethod
-    async def expected_on(self, market_id: str, day: date) -> list[ExpectedBooking]:
-        """Every booking expected in the market on ``day``."""
-
-    @abstractmethod
-    async def stalls_of(self, market_id: str) -> list[StallFacts]:
-        """Every stall of the market."""
 
     @abstractmethod
     async def get_code_versions(self, market_id: str, stall_id: str) -> StallCodeVersions | None:
         """The stall's code versions seen so far, if any."""
+
+    @abstractmethod
+    async def put_code_versions(
+        self, market_id: str, stall_id: str, versions: StallCodeVersions
+    ) -> None:
+        """Store the stall's code versions."""
+
+    @abstractmethod
+    async def get_override(
+        self, market_id: str, day: date, window_id: str
+    ) -> InstanceOverride | None:
+        """What the windows service said about one window instance, if anything."""
+
+    @abstractmethod
+    async def put_override(
+        self, market_id: str, day: date, window_id: str, override: InstanceOverride
+    ) -> None:
+        """Store what the windows service said about one window instance."""
+
+    @abstractmethod
+    async def get_suspension(self, market_id: str, suspension_id: str) -> Suspension | None:
+        """A suspension of the market, if one was heard of."""
+
+    @abstractmethod
+    async def put_suspension(self, market_id: str, suspension: Suspension) -> None:
+        """Store a suspension of the market."""
+
+    @abstractmethod
+    async def add_resume_all(self, market_id: str, at: datetime) -> None:
+        """Remember a ``market.resumed`` without a suspension id (it lifts all, at ``at``)."""
+
+    @abstractmethod
+    async def timeline(self, market_id: str, days: Sequence[date]) -> MarketTimeline:
+        """Schedule, suspensions and the instance overrides of ``days``, in one read."""
+
+    @abstractmethod
+    async def dump(self) -> dict[str, Any]:
+        """The whole projection as plain, comparable data (for rebuild checks)."""
+
+    # -- the questions --------------------------------------------------------------------------
 
     async def window_at(self, market_id: str, at: datetime) -> WindowInstance | None:
         """The window instance running at ``at`` (effective end), None if none runs then."""
         return (await self.timeline(market_id, [local_date(at)])).window_at(at)
 
     async def current_or_next_window(self, market_id: str, at: datetime) -> WindowInstance | None:
-        """The instance running at ``at``, else the next one within 7 days."""
+        """The instance running at ``at``, else the next one to start within 7 days."""
         return (await self.timeline(market_id, dates_for_next(at))).current_or_next(at)
 
     async def expected_at(
@@ -230,46 +192,25 @@ class ProjectionReads(ABC):
 
 # --- serialization -----------------------------------------------------------------------------
 
+_BOOKING = TypeAdapter(ExpectedBooking)
+_SCHEDULE = TypeAdapter(MarketSchedule)
+_CODES = TypeAdapter(StallCodeVersions)
+_OVERRIDE = TypeAdapter(InstanceOverride)
+_SUSPENSION = TypeAdapter(Suspension)
+
+
+def _json(adapter: TypeAdapter[Any], value: Any) -> str:
+    return adapter.dump_json(value).decode()
+
 
 def booking_to_json(booking: ExpectedBooking) -> str:
     """Serialize an expected booking for storage."""
-    return json.dumps(
-        {
-            "booking_id": booking.booking_id,
-            "vendor_id": booking.vendor_id,
-            "market_id": booking.market_id,
-            "stall_id": booking.stall_id,
-            "date": booking.date.isoformat(),
-            "window_id": booking.window_id,
-            "category": booking.category,
-            "starts_at": booking.starts_at.isoformat(),
-            "ends_at": booking.ends_at.isoformat(),
-        }
-    )
+    return _json(_BOOKING, booking)
 
 
 def booking_from_json(raw: str | bytes) -> ExpectedBooking:
     """Read back a stored expected booking."""
-    data: dict[str, Any] = json.loads(raw)
-    return ExpectedBooking(
-        booking_id=data["booking_id"],
-        vendor_id=data["vendor_id"],
-        market_id=data["market_id"],
-        stall_id=data["stall_id"],
-        date=date.fromisoformat(data["date"]),
-        window_id=data["window_id"],
-        category=data["category"],
-        starts_at=datetime.fromisoformat(data["starts_at"]),
-        ends_at=datetime.fromisoformat(data["ends_at"]),
-    )
-
-
-def _time(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
-
-
-def _iso(value: datetime | date | None) -> str | None:
-    return None if value is None else value.isoformat()
+    return _BOOKING.validate_json(raw)
 
 
 def market_to_json(market: MarketFacts) -> str:
@@ -282,7 +223,7 @@ def market_to_json(market: MarketFacts) -> str:
             "name_en": market.name_en,
             "location": None if location is None else {"lat": location.lat, "lon": location.lon},
             "zones": list(market.zones),
-            "as_of": _iso(market.as_of),
+            "as_of": None if market.as_of is None else market.as_of.isoformat(),
         },
         ensure_ascii=False,
     )
@@ -294,6 +235,7 @@ def market_from_json(
     """Read back a market's facts (older records hold only the district), with its schedule."""
     data: dict[str, Any] = json.loads(raw)
     location = data.get("location")
+    as_of = data.get("as_of")
     return MarketFacts(
         market_id=market_id,
         district=data["district"],
@@ -302,103 +244,8 @@ def market_from_json(
         location=None if location is None else GeoPoint(location["lat"], location["lon"]),
         zones=tuple(data.get("zones", ())),
         windows=() if schedule is None else schedule.windows,
-        as_of=_time(data.get("as_of")),
+        as_of=None if as_of is None else datetime.fromisoformat(as_of),
         schedule_as_of=None if schedule is None else schedule.as_of,
-    )
-
-
-def schedule_to_json(schedule: MarketSchedule) -> str:
-    """Serialize a weekly schedule."""
-    return json.dumps(
-        {
-            "windows": [w.model_dump(mode="json") for w in schedule.windows],
-            "as_of": schedule.as_of.isoformat(),
-        },
-        ensure_ascii=False,
-    )
-
-
-def schedule_from_json(raw: str | bytes) -> MarketSchedule:
-    """Read back a weekly schedule."""
-    data: dict[str, Any] = json.loads(raw)
-    return MarketSchedule(
-        windows=tuple(MarketWindow.model_validate(w) for w in data["windows"]),
-        as_of=datetime.fromisoformat(data["as_of"]),
-    )
-
-
-def codes_to_json(versions: StallCodeVersions) -> str:
-    """Serialize a stall's code versions."""
-    return json.dumps({"latest": versions.latest, "revoked": sorted(versions.revoked)})
-
-
-def codes_from_json(raw: str | bytes) -> StallCodeVersions:
-    """Read back a stall's code versions."""
-    data: dict[str, Any] = json.loads(raw)
-    return StallCodeVersions(latest=data["latest"], revoked=frozenset(data["revoked"]))
-
-
-def override_to_json(override: InstanceOverride) -> str:
-    """Serialize what the windows service said about an instance."""
-    return json.dumps(
-        {
-            "opened_at": _iso(override.opened_at),
-            "closes_at": _iso(override.closes_at),
-            "closed_at": _iso(override.closed_at),
-            "closed_reason": override.closed_reason,
-            "cancelled_at": _iso(override.cancelled_at),
-            "cancel_cause": override.cancel_cause,
-            "cancel_reason": override.cancel_reason,
-        },
-        ensure_ascii=False,
-    )
-
-
-def override_from_json(raw: str | bytes) -> InstanceOverride:
-    """Read back what the windows service said about an instance."""
-    data: dict[str, Any] = json.loads(raw)
-    return InstanceOverride(
-        opened_at=_time(data["opened_at"]),
-        closes_at=_time(data["closes_at"]),
-        closed_at=_time(data["closed_at"]),
-        closed_reason=data["closed_reason"],
-        cancelled_at=_time(data["cancelled_at"]),
-        cancel_cause=data["cancel_cause"],
-        cancel_reason=data["cancel_reason"],
-    )
-
-
-def suspension_to_json(s: Suspension) -> str:
-    """Serialize a suspension."""
-    return json.dumps(
-        {
-            "suspension_id": s.suspension_id,
-            "first_date": _iso(s.first_date),
-            "last_date": _iso(s.last_date),
-            "reason": s.reason,
-            "in_force_from": _iso(s.in_force_from),
-            "lifted_at": _iso(s.lifted_at),
-            "reopened_from": _iso(s.reopened_from),
-        },
-        ensure_ascii=False,
-    )
-
-
-def _date(value: str | None) -> date | None:
-    return None if value is None else date.fromisoformat(value)
-
-
-def suspension_from_json(raw: str | bytes) -> Suspension:
-    """Read back a suspension."""
-    data: dict[str, Any] = json.loads(raw)
-    return Suspension(
-        suspension_id=data["suspension_id"],
-        first_date=_date(data["first_date"]),
-        last_date=_date(data["last_date"]),
-        reason=data["reason"],
-        in_force_from=_time(data["in_force_from"]),
-        lifted_at=_time(data["lifted_at"]),
-        reopened_from=_date(data["reopened_from"]),
     )
 
 
@@ -413,7 +260,7 @@ def _glob_escape(text: str) -> str:
 # --- Redis -------------------------------------------------------------------------------------
 
 
-class RedisExpectationStore(ProjectionReads):
+class RedisExpectationStore(ExpectationStore):
     """Redis layout, every key tagged with its market so a cluster keeps a market together.
 
     - ``insp:{M}:expected:<date>`` hash ``<stall>|<window>`` → booking JSON (expires)
@@ -531,17 +378,17 @@ class RedisExpectationStore(ProjectionReads):
         if raw is None:
             return None
         return market_from_json(
-            market_id, raw, None if schedule is None else schedule_from_json(schedule)
+            market_id, raw, None if schedule is None else _SCHEDULE.validate_json(schedule)
         )
 
     async def put_schedule(self, market_id: str, schedule: MarketSchedule) -> None:
         """Store a market's weekly schedule."""
-        await self.redis.set(self._key(market_id, "schedule"), schedule_to_json(schedule))
+        await self.redis.set(self._key(market_id, "schedule"), _json(_SCHEDULE, schedule))
 
     async def get_schedule(self, market_id: str) -> MarketSchedule | None:
         """A market's weekly schedule, if one was seen."""
         raw = await self.redis.get(self._key(market_id, "schedule"))
-        return None if raw is None else schedule_from_json(raw)
+        return None if raw is None else _SCHEDULE.validate_json(raw)
 
     async def nearest_markets(
         self, lat: float, lon: float, radius_km: float, limit: int
@@ -562,13 +409,13 @@ class RedisExpectationStore(ProjectionReads):
     async def get_code_versions(self, market_id: str, stall_id: str) -> StallCodeVersions | None:
         """The stall's code versions seen so far, if any."""
         raw = await self.redis.hget(self._key(market_id, "codes"), stall_id)
-        return None if raw is None else codes_from_json(raw)
+        return None if raw is None else _CODES.validate_json(raw)
 
     async def put_code_versions(
         self, market_id: str, stall_id: str, versions: StallCodeVersions
     ) -> None:
         """Store the stall's code versions."""
-        await self.redis.hset(self._key(market_id, "codes"), stall_id, codes_to_json(versions))
+        await self.redis.hset(self._key(market_id, "codes"), stall_id, _json(_CODES, versions))
 
     # -- windows ----------------------------------------------------------------------------
 
@@ -577,7 +424,7 @@ class RedisExpectationStore(ProjectionReads):
     ) -> InstanceOverride | None:
         """What the windows service said about one window instance, if anything."""
         raw = await self.redis.hget(self._key(market_id, "instances", day.isoformat()), window_id)
-        return None if raw is None else override_from_json(raw)
+        return None if raw is None else _OVERRIDE.validate_json(raw)
 
     async def put_override(
         self, market_id: str, day: date, window_id: str, override: InstanceOverride
@@ -585,21 +432,21 @@ class RedisExpectationStore(ProjectionReads):
         """Store what the windows service said about one window instance."""
         key = self._key(market_id, "instances", day.isoformat())
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, window_id, override_to_json(override))
+            pipe.hset(key, window_id, _json(_OVERRIDE, override))
             pipe.expire(key, self._ttl(day))
             await pipe.execute()
 
     async def get_suspension(self, market_id: str, suspension_id: str) -> Suspension | None:
         """A suspension of the market, if one was heard of."""
         raw = await self.redis.hget(self._key(market_id, "suspensions"), suspension_id)
-        return None if raw is None else suspension_from_json(raw)
+        return None if raw is None else _SUSPENSION.validate_json(raw)
 
     async def put_suspension(self, market_id: str, suspension: Suspension) -> None:
         """Store a suspension of the market."""
         await self.redis.hset(
             self._key(market_id, "suspensions"),
             suspension.suspension_id,
-            suspension_to_json(suspension),
+            _json(_SUSPENSION, suspension),
         )
 
     async def add_resume_all(self, market_id: str, at: datetime) -> None:
@@ -615,9 +462,9 @@ class RedisExpectationStore(ProjectionReads):
             for day in days:
                 pipe.hgetall(self._key(market_id, "instances", day.isoformat()))
             schedule_raw, suspensions, resumed, *instances = await pipe.execute()
-        schedule = None if schedule_raw is None else schedule_from_json(schedule_raw)
+        schedule = None if schedule_raw is None else _SCHEDULE.validate_json(schedule_raw)
         overrides = {
-            (day, _text(window_id)): override_from_json(raw)
+            (day, _text(window_id)): _OVERRIDE.validate_json(raw)
             for day, found in zip(days, instances, strict=True)
             for window_id, raw in found.items()
         }
@@ -625,7 +472,7 @@ class RedisExpectationStore(ProjectionReads):
             market_id=market_id,
             windows=() if schedule is None else schedule.windows,
             schedule_as_of=None if schedule is None else schedule.as_of,
-            suspensions=[suspension_from_json(s) for s in suspensions],
+            suspensions=[_SUSPENSION.validate_json(s) for s in suspensions],
             resumed_all=sorted(datetime.fromisoformat(_text(t)) for t in resumed),
             overrides=overrides,
         )
@@ -665,7 +512,7 @@ class RedisExpectationStore(ProjectionReads):
 # --- in memory ---------------------------------------------------------------------------------
 
 
-class InMemoryExpectationStore(ProjectionReads):
+class InMemoryExpectationStore(ExpectationStore):
     """Dicts instead of Redis, for unit tests."""
 
     def __init__(self) -> None:

@@ -83,7 +83,8 @@ class ViolationCatalogue:
     def load(cls, path: Path | None = None) -> ViolationCatalogue:
         """The catalogue at ``path``, or the packaged one."""
         if path is None:
-            text = resources.files("inspection").joinpath("catalogue/violations.json").read_text("utf-8")
+            packaged = resources.files("inspection").joinpath("catalogue/violations.json")
+            text = packaged.read_text("utf-8")
         else:
             text = path.read_text("utf-8")
         return cls.parse(json.loads(text))
