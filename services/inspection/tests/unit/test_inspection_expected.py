@@ -112,11 +112,13 @@ def test_a_revoked_code_is_revoked_and_stays_so() -> None:
 
 
 def test_code_events_in_any_order_or_repeated_give_the_same_versions() -> None:
-    issued_3, revoked_2 = (lambda v: after_code_issued(v, 3)), (lambda v: after_code_revoked(v, 2))
-    one_way = revoked_2(issued_3(issued_3(None)))
-    other_way = issued_3(revoked_2(revoked_2(None)))
-    assert one_way == other_way == StallCodeVersions(latest=3, revoked=frozenset({2}))
+    one_way = after_code_revoked(after_code_issued(after_code_issued(None, 3), 3), 2)
+    other_way = after_code_issued(after_code_revoked(after_code_revoked(None, 2), 2), 3)
+    assert one_way == other_way == StallCodeVersions(latest=3, revoked=(2,))
     assert after_code_issued(one_way, 2) == one_way  # an older issue replayed late
+    both = after_code_revoked(after_code_revoked(None, 3), 1)
+    assert both == after_code_revoked(after_code_revoked(both, 1), 3)
+    assert both.revoked == (1, 3)
 
 
 def test_free_stalls_are_the_active_ones_of_the_category_nobody_booked() -> None:

@@ -7,7 +7,7 @@ scene is Friday 2026-11-20 (local times, Asia/Shanghai).
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -272,7 +272,7 @@ def test_folds_of_window_events_are_idempotent_and_keep_the_earliest_or_latest_w
 
 def test_what_both_services_say_about_a_suspension_merges_in_any_order() -> None:
     declared = ("sp_1", FRIDAY, SATURDAY, "typhoon")
-    words = [
+    words: list[Callable[[Suspension | None], Suspension]] = [
         lambda s: after_suspension_declared(s, *declared, local(FRIDAY, 0)),
         lambda s: after_suspension_declared(s, *declared, local(FRIDAY, 0, 1)),
         lambda s: after_suspension_lifted(s, "sp_1", local(FRIDAY, 20), FRIDAY),
@@ -281,7 +281,7 @@ def test_what_both_services_say_about_a_suspension_merges_in_any_order() -> None
     results = set()
     for _ in range(10):
         random.shuffle(words)
-        s = None
+        s: Suspension | None = None
         for word in words + words:
             s = word(s)
         results.add(s)

@@ -153,7 +153,7 @@ class StallCodeVersions:
     """The code versions of one stall seen in ``stall_code.issued``/``revoked`` events."""
 
     latest: int | None = None
-    revoked: frozenset[int] = frozenset()
+    revoked: tuple[int, ...] = ()  # ascending, so that equal histories store equally
 
 
 def after_code_issued(current: StallCodeVersions | None, version: int) -> StallCodeVersions:
@@ -167,7 +167,7 @@ def after_code_issued(current: StallCodeVersions | None, version: int) -> StallC
 def after_code_revoked(current: StallCodeVersions | None, version: int) -> StallCodeVersions:
     """Version ``version`` was revoked."""
     current = current or StallCodeVersions()
-    return replace(current, revoked=current.revoked | {version})
+    return replace(current, revoked=tuple(sorted({*current.revoked, version})))
 
 
 def code_status(versions: StallCodeVersions | None, version: int) -> CodeStatus:
