@@ -7,7 +7,9 @@ open, its late window (20:30-22:00) is still to come.
 
 from __future__ import annotations
 
+import struct
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
@@ -166,3 +168,20 @@ async def start_inspection(
 
     await eventually(projected)
     return client
+
+
+def tiny_png(width: int = 2, height: int = 1) -> bytes:
+    """A real greyscale PNG of ``width`` × ``height`` pixels (a stand-in for a phone photo)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    rows = b"".join(b"\x00" + bytes(i % 256 for i in range(width)) for _ in range(height))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )

@@ -31,6 +31,7 @@ from stalltest.inspection import (
     code,
     scene_settings,
     start_inspection,
+    tiny_png,
     token,
 )
 
@@ -247,3 +248,52 @@ async def test_tampering_with_the_stored_record_is_found_at_the_entry(
     await redis_client.delete(key)
     await redis_client.rpush(key, *original)
     assert (await client.get(verify, headers=OFFICE)).json()["valid"] is True
+
+
+async def test_photos_are_evidence_of_a_scan_and_of_a_case_step_in_their_district(
+    client: httpx.AsyncClient,
+) -> None:
+    photo = tiny_png(4, 3)
+    up = await client.post(
+        "/v1/evidence", content=photo, headers={**PATROL, "Content-Type": "image/png"}
+    )
+    assert up.status_code == 201, up.text
+    sha = up.json()["sha256"]
+    assert sha == hashlib.sha256(photo).hexdigest()
+    r = await client.post(
+        "/v1/scans",
+        json={"code": code(f"{MARKET}-A001"), "occupied": True, "vendor_id": "vd_alice",
+              "violations": ["cooking_fumes"], "photos": [sha]},
+        headers={**PATROL, "Idempotency-Key": "photo-1"},
+    )  # fmt: skip
+    assert r.status_code == 201, r.text
+    assert r.json()["photos"] == [sha]
+    case_id = r.json()["cases"][0]["case_id"]
+    export = (await client.get("/v1/record/export", headers=OFFICE)).json()
+    assert export["entries"][0]["data"]["photos"] == [sha]  # the record holds the hash
+
+    # Another district's photo, or an unknown one, cannot be attached.
+    theirs = await client.post(
+        "/v1/evidence",
+        content=tiny_png(5, 5),
+        headers={**OTHER_PATROL, "Content-Type": "image/png"},
+    )
+    for other, status in ((theirs.json()["sha256"], 403), ("0" * 64, 404)):
+        r = await client.post(
+            "/v1/scans",
+            json={"code": code(f"{MARKET}-A001"), "photos": [other], "occupied": False},
+            headers={**PATROL, "Idempotency-Key": f"photo-{status}"},
+        )
+        assert r.status_code == status, r.text
+    await step(client, case_id, "file", OFFICE)
+    await step(client, case_id, "dispatch", OFFICE)
+    r = await client.post(
+        f"/v1/cases/{case_id}/transitions",
+        json={"action": "handle", "note": "拆除违规灶具", "photos": [sha]},
+        headers=OFFICE,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["history"][-1]["photos"] == [sha]
+    got = await client.get(f"/v1/evidence/{sha}", headers=OFFICE)
+    assert got.content == photo
+    assert (await client.get(f"/v1/evidence/{sha}", headers=OTHER_OFFICE)).status_code == 403
