@@ -16,10 +16,12 @@ field sets, so an oversized value is refused before it is scanned.
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 import unicodedata
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator, Field
 
 #: Bidirectional embeddings, overrides and isolates.
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -62,3 +64,23 @@ def _plain_or_empty(text: str) -> str:
 PlainText = Annotated[str, AfterValidator(_plain)]
 #: :data:`PlainText`, or exactly the empty string (an optional field left blank).
 PlainTextOrEmpty = Annotated[str, AfterValidator(_plain_or_empty)]
+
+
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _iso_date_only(value: object) -> object:
+    """Refuse any date spelling but ``YYYY-MM-DD`` (lax parsing took ``0`` as 1970-01-01)."""
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, str) and _ISO_DATE.fullmatch(value):
+        return value
+    raise ValueError("a date is written YYYY-MM-DD")
+
+
+#: A calendar date given as ``YYYY-MM-DD`` and nothing else (no numbers, no times).
+IsoDate = Annotated[
+    dt.date,
+    BeforeValidator(_iso_date_only),
+    Field(description="Local date, YYYY-MM-DD.", examples=["2026-12-08"]),
+]

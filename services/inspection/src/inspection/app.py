@@ -21,6 +21,7 @@ from inspection.domain.violations import ViolationCatalogue
 from inspection.entrypoints.http import catalogue_router, expectation_router
 from inspection.entrypoints.http_enforcement import enforcement_router
 from inspection.entrypoints.http_evidence import evidence_router
+from inspection.entrypoints.open311 import open311_router
 from inspection.entrypoints.subscribers import ExpectationProjector, subscribe_projection
 from inspection.service_layer.enforcement import Enforcement
 from stallkit.outbox import OutboxRelay
@@ -81,6 +82,7 @@ def create_app(
             evidence_router(evidence),
             expectation_router(projection, parts.clock),
             catalogue_router(catalogue),
+            open311_router(enforcement, catalogue),
         ],
         background=[start_relay],
         configure_logs=configure_logs,

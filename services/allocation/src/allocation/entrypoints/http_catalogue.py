@@ -10,12 +10,12 @@ from allocation.domain import stall_codes
 from allocation.entrypoints.deps import AllocationDep
 from allocation.entrypoints.schemas import (
     AvailabilityView,
-    IsoDate,
     MarketSummary,
     PublicKeyView,
     WindowAvailabilityView,
 )
 from contracts.catalogue import Category, District, Market
+from contracts.text import IsoDate
 from stallkit.clock import Clock
 
 router = APIRouter(prefix="/v1", tags=["catalogue"])

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import Annotated
 
 from fastapi import Header
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from allocation.adapters.suspensions import Suspension
 from allocation.domain.model import Booking, BookingState, PriorityGroup, Vendor
@@ -21,27 +20,8 @@ from contracts.catalogue import (
     Market,
     MarketWindow,
 )
-from contracts.text import PlainText
+from contracts.text import IsoDate, PlainText
 from stallkit.clock import MARKET_TZ
-
-_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-
-
-def _iso_date_only(value: object) -> object:
-    """Refuse any date spelling but ``YYYY-MM-DD`` (lax parsing took ``0`` as 1970-01-01)."""
-    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-        return value
-    if isinstance(value, str) and _ISO_DATE.fullmatch(value):
-        return value
-    raise ValueError("a date is written YYYY-MM-DD")
-
-
-#: A calendar date given as ``YYYY-MM-DD`` and nothing else (no numbers, no times).
-IsoDate = Annotated[
-    dt.date,
-    BeforeValidator(_iso_date_only),
-    Field(description="Local date, YYYY-MM-DD.", examples=["2026-12-08"]),
-]
 
 IdempotencyKey = Annotated[
     str | None,

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from contracts.catalogue import District
 from contracts.events import CaseState
+from contracts.text import IsoDate
 from inspection.domain.cases import Case
 from inspection.entrypoints.schemas import (
     CaseOut,
@@ -181,8 +182,8 @@ def enforcement_router(enforcement: Enforcement) -> APIRouter:
         state: CaseState | None = None,
         violation: Annotated[str | None, Query(alias="type", max_length=40)] = None,
         overdue: bool | None = None,
-        date_from: Annotated[dt.date | None, Query(alias="from")] = None,
-        date_to: Annotated[dt.date | None, Query(alias="to")] = None,
+        date_from: Annotated[IsoDate | None, Query(alias="from")] = None,
+        date_to: Annotated[IsoDate | None, Query(alias="to")] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
         offset: Annotated[int, Query(ge=0)] = 0,
     ) -> CasePage:

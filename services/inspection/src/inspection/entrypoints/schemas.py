@@ -68,10 +68,12 @@ class ScanIn(BaseModel):
 
 
 class LocationIn(BaseModel):
-    """A point."""
+    """A point in Zhuhai (WGS-84), the bounds the catalogue's market locations use."""
 
-    lat: float = Field(ge=-90, le=90, examples=[22.2707])
-    lon: float = Field(ge=-180, le=180, examples=[113.5767])
+    model_config = ConfigDict(extra="forbid")
+
+    lat: float = Field(ge=21.5, le=22.7, examples=[22.2707])
+    lon: float = Field(ge=113.0, le=114.4, examples=[113.5767])
 
 
 class StreetReportIn(BaseModel):
