@@ -6,31 +6,47 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from datetime import timedelta
 
-from fastapi import APIRouter
+from faststream_fastapi import FastStreamAPI
 
+from reporting.adapters.feed_log import FeedLog
 from reporting.adapters.stats_store import RedisStatsStore, StatsStore
 from reporting.config import ReportingSettings
 from reporting.entrypoints.http import stats_router
 from reporting.entrypoints.subscribers import EventCounter, subscribe_everything
-from stallkit.service import ServiceParts, app_factory, lazy_app
+from stallkit.service import ServiceParts, build_service, lazy_app
 
 
-def _wire(
-    parts: ServiceParts, settings: ReportingSettings, store: StatsStore
-) -> Sequence[APIRouter]:
-    """Every topic's events are counted; the stats route reads the counts."""
-    subscribe_everything(parts.broker, settings, parts.redis, EventCounter(store))
-    return [stats_router(store)]
+def create_app(
+    settings: ReportingSettings | None = None,
+    *,
+    parts: ServiceParts | None = None,
+    store: StatsStore | None = None,
+    feed: FeedLog | None = None,
+    configure_logs: bool = True,
+) -> FastStreamAPI:
+    """Build the reporting service; ``parts`` and ``store`` default to the real ones.
 
+    The district feeds' log defaults to the real one too, except with a swapped ``store`` (unit
+    tests on in-memory parts), where there is none unless ``feed`` is given.
+    """
+    settings = settings or ReportingSettings()
+    if parts is None:
+        parts = ServiceParts.from_settings(settings)
+    stats = store or RedisStatsStore(parts.redis, settings)
+    if feed is None and store is None:
+        feed = FeedLog(parts.redis, settings, timedelta(days=settings.feed_retention_days))
+    subscribe_everything(parts.broker, settings, parts.redis, EventCounter(stats, feed))
+    app = build_service(
+        parts,
+        title="Reporting service 统计报表",
+        description="Aggregates of every event, district feeds and reports.",
+        routers=[stats_router(stats)],
+        configure_logs=configure_logs,
+    )
+    app._application.state.feed = feed
+    return app
 
-create_app = app_factory(
-    ReportingSettings,
-    title="Reporting service",
-    description="Aggregates of every event, district feeds and reports.",
-    default_store=lambda parts, settings: RedisStatsStore(parts.redis, settings),
-    wire=_wire,
-)
 
 __getattr__ = lazy_app(create_app, globals())

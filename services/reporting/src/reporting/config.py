@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from stallkit.settings import CommonSettings
@@ -19,3 +20,8 @@ class ReportingSettings(CommonSettings):
     token_audience: ClassVar[str] = "reporting"
 
     service_name: str = "reporting"
+    feed_retention_days: float = Field(
+        default=7.0,
+        gt=0,
+        description="How long a district feed keeps its entries (resumable positions).",
+    )

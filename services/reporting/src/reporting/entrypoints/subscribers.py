@@ -14,7 +14,9 @@ from contracts.events import (
     MarketSuspended,
     WindowEvent,
 )
+from reporting.adapters.feed_log import FeedLog
 from reporting.adapters.stats_store import StatsStore
+from reporting.domain.feed import short_type, summarize
 from reporting.domain.stats import CountedEvent
 from stallkit.messaging import subscribe_events
 from stallkit.settings import CommonSettings
@@ -33,10 +35,12 @@ def district_in(event: Event) -> str | None:
 
 
 class EventCounter:
-    """Counts every event once, by type, overall and per market and district."""
+    """Counts every event once, by type, overall and per market and district, and appends it to
+    its district's feed (and to ``all``)."""
 
-    def __init__(self, store: StatsStore):
+    def __init__(self, store: StatsStore, feed: FeedLog | None = None):
         self.store = store
+        self.feed = feed
 
     async def on_event(self, event: Event, envelope: RawEnvelope) -> None:
         """Count one event; a market's district is learnt from its catalogue changes."""
@@ -53,6 +57,18 @@ class EventCounter:
                 district=district,
             )
         )
+        if self.feed is not None:
+            summary_zh, summary_en = summarize(event)
+            await self.feed.append(
+                event_id=envelope.id,
+                type=short_type(envelope.type),
+                market_id=event.market_id,
+                district=district,
+                time=envelope.time,
+                summary_zh=summary_zh,
+                summary_en=summary_en,
+                event=envelope.model_dump(mode="json"),
+            )
 
 
 def subscribe_everything(

@@ -1,0 +1,158 @@
+"""The district feeds' log: one Redis stream per district (and ``all``), ordered, resumable.
+
+An entry's id is its stream id (``<ms>-<seq>``): stable, ordered, and a position a client resumes
+from. An event is appended once (its id is remembered for the retention window), to its
+district's stream and to ``all``, in one script. Streams are trimmed to the retention window on
+append; the id of the last entry trimmed is kept, so a client resuming from before it is told
+its position expired instead of silently missing entries.
+
+Every key shares the ``{feed}`` hash tag: one script touches a district's stream and ``all``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from reporting.domain.feed import ALL, FeedEntry
+from stallkit.settings import CommonSettings
+
+# KEYS: seen, then per stream (stream, trimmed). ARGV: seen ttl (s), retention (ms), then the
+# entry's fields as name, value pairs. Returns the new ids, or {} when the event was seen.
+_APPEND = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return {} end
+local fields = {}
+for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local min_id = string.format('%d', now_ms - tonumber(ARGV[2]))
+local ids = {}
+for i = 2, #KEYS, 2 do
+  local stream, trimmed = KEYS[i], KEYS[i + 1]
+  ids[#ids + 1] = redis.call('XADD', stream, '*', unpack(fields))
+  local last_old = redis.call('XREVRANGE', stream, '(' .. min_id .. '-0', '-', 'COUNT', 1)
+  if #last_old > 0 then
+    redis.call('SET', trimmed, last_old[1][1])
+    redis.call('XTRIM', stream, 'MINID', min_id .. '-0')
+  end
+end
+return ids
+"""
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def id_before(a: str, b: str) -> bool:
+    """Whether stream id ``a`` comes before ``b``."""
+    return _id_key(a) < _id_key(b)
+
+
+def valid_id(entry_id: str) -> bool:
+    """Whether ``entry_id`` is a stream id (``<ms>-<seq>``)."""
+    ms, dash, seq = entry_id.partition("-")
+    return ms.isdigit() and dash == "-" and seq.isdigit() and len(entry_id) <= 41
+
+
+@dataclass(frozen=True)
+class Appended:
+    """What an append did: the new entry ids by feed, empty when the event was seen before."""
+
+    ids: dict[str, str]
+
+
+class FeedLog:
+    """The per-district logs in Redis."""
+
+    def __init__(self, redis: Redis, settings: CommonSettings, retention: dt.timedelta):
+        self.redis = redis
+        self.settings = settings
+        self.retention = retention
+        self._append = redis.register_script(_APPEND)
+
+    def _key(self, *parts: str) -> str:
+        return self.settings.key("rep", "{feed}", *parts)
+
+    def stream(self, feed: str) -> str:
+        """The stream key of a feed (a district, or ``all``)."""
+        return self._key("log", feed)
+
+    async def append(
+        self,
+        *,
+        event_id: str,
+        type: str,
+        market_id: str,
+        district: str | None,
+        time: dt.datetime,
+        summary_zh: str,
+        summary_en: str,
+        event: dict[str, Any],
+    ) -> Appended:
+        """Append an event to its district's feed and to ``all``, once."""
+        feeds = [ALL] if district is None else [district, ALL]
+        keys = [self._key("seen", event_id)]
+        for feed in feeds:
+            keys += [self.stream(feed), self._key("trimmed", feed)]
+        fields = {
+            "event_id": event_id,
+            "type": type,
+            "market_id": market_id,
+            "district": district or "",
+            "time": time.isoformat(),
+            "summary_zh": summary_zh,
+            "summary_en": summary_en,
+            "event": json.dumps(event, ensure_ascii=False, separators=(",", ":")),
+        }
+        args: list[Any] = [
+            max(1, int(self.retention.total_seconds())),
+            int(self.retention / dt.timedelta(milliseconds=1)),
+        ]
+        for name, value in fields.items():
+            args += [name, value]
+        ids = await self._append(keys=keys, args=args)
+        return Appended({f: i.decode() for f, i in zip(feeds, ids, strict=False)})
+
+    @staticmethod
+    def _entry(entry_id: bytes, fields: dict[bytes, bytes]) -> FeedEntry:
+        f = {k.decode(): v.decode() for k, v in fields.items()}
+        return FeedEntry(
+            id=entry_id.decode(),
+            event_id=f["event_id"],
+            type=f["type"],
+            market_id=f["market_id"],
+            district=f["district"] or None,
+            time=dt.datetime.fromisoformat(f["time"]),
+            summary_zh=f["summary_zh"],
+            summary_en=f["summary_en"],
+            event=json.loads(f["event"]),
+        )
+
+    async def read(self, feed: str, after: str | None, count: int = 500) -> list[FeedEntry]:
+        """Up to ``count`` entries after position ``after`` (from the start if None), in order."""
+        low = "-" if after is None else f"({after}"
+        raw = await self.redis.xrange(self.stream(feed), min=low, max="+", count=count)
+        return [self._entry(i, f) for i, f in raw]
+
+    async def wait(self, feed: str, after: str, block_ms: int, count: int = 500) -> list[FeedEntry]:
+        """Entries after ``after``, waiting up to ``block_ms`` for the first (XREAD BLOCK)."""
+        raw = await self.redis.xread({self.stream(feed): after}, count=count, block=block_ms)
+        if not raw:
+            return []
+        return [self._entry(i, f) for i, f in raw[0][1]]
+
+    async def last_id(self, feed: str) -> str:
+        """The id of the feed's newest entry, ``0-0`` when it has none."""
+        raw = await self.redis.xrevrange(self.stream(feed), count=1)
+        return raw[0][0].decode() if raw else "0-0"
+
+    async def expired(self, feed: str, after: str) -> bool:
+        """Whether entries after position ``after`` were trimmed away (the client missed some)."""
+        trimmed = await self.redis.get(self._key("trimmed", feed))
+        return trimmed is not None and id_before(after, trimmed.decode())
