@@ -14,9 +14,9 @@ from contracts.events import (
     MarketSuspended,
     WindowEvent,
 )
+from contracts.summaries import short_type, summarize
 from reporting.adapters.feed_log import FeedLog
 from reporting.adapters.stats_store import StatsStore
-from reporting.domain.feed import short_type, summarize
 from reporting.domain.stats import CountedEvent
 from stallkit.messaging import subscribe_events
 from stallkit.settings import CommonSettings
