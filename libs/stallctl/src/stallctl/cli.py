@@ -14,8 +14,11 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
+from contracts.catalogue import District
 from stallctl import procs
 from stallctl.dlq import app as dlq_app
+from stallctl.feed import Language
+from stallctl.feed import run as feed_run
 from stallctl.keytool import KeyKind, merged_jwks, new_key_pair
 from stallctl.tokens import StaffSettings, staff_token
 from stallkit.auth import AUDIENCES, Role, mint_token
@@ -305,6 +308,37 @@ def seed(
         typer.echo(f"✗ {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(f"已导入 / seeded: {answer}")
+
+
+@app.command()
+def feed(
+    district: Annotated[
+        str, typer.Option(help="District to follow (xiangzhou, doumen, ...), or all.")
+    ],
+    lang: Annotated[Language, typer.Option(help="Summary language.")] = Language.BOTH,
+    from_beginning: Annotated[
+        bool, typer.Option("--from-beginning", help="Start at the topics' start, not now.")
+    ] = False,
+    types: Annotated[
+        list[str] | None,
+        typer.Option("--type", help="Only these event types (booking.created, ...); repeatable."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print each envelope as JSON.")] = False,
+) -> None:
+    """Follow a district's events live from Kafka, one readable zh/en line each (Ctrl-C stops)."""
+    known = {d.value for d in District} | {"all"}
+    if district not in known:
+        typer.echo(f"unknown district {district!r}: one of {', '.join(sorted(known))}", err=True)
+        raise typer.Exit(2)
+    feed_run(
+        _settings(),
+        district,
+        sys.stdout,
+        language=lang,
+        from_beginning=from_beginning,
+        types=set(types) if types else None,
+        as_json=as_json,
+    )
 
 
 @app.command()
