@@ -27,12 +27,12 @@ from inspection.entrypoints.schemas import (
     TransitionIn,
     VerifyOut,
 )
+from inspection.service_layer.casework import case_view
 from inspection.service_layer.enforcement import (
     Enforcement,
     Idempotency,
     ScanCommand,
     StreetReportCommand,
-    case_view,
     fingerprint,
 )
 from stallkit.auth import Principal, Role, require_role

@@ -11,18 +11,16 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from contracts.catalogue import STALL_ID_PATTERN, District, market_of_stall
+from contracts.catalogue import STALL_ID_PATTERN, market_of_stall
 from contracts.events import (
-    CaseEvaluated,
     CaseOpened,
-    CaseState,
     ScanRecorded,
     StreetVendingReported,
     WarningIssued,
@@ -31,12 +29,9 @@ from inspection.adapters.enforcement_store import (
     IDEMPOTENCY_TTL_SECONDS,
     EnforcementStore,
     Tx,
-    case_from_json,
-    case_to_json,
 )
 from inspection.adapters.expectation_store import ExpectationStore
-from inspection.domain import record
-from inspection.domain.cases import Case, CaseAction, CaseError, evaluate, transition
+from inspection.domain.cases import Case
 from inspection.domain.expected import CodeStatus
 from inspection.domain.policy import (
     CodeCheck,
@@ -48,6 +43,13 @@ from inspection.domain.policy import (
     judge,
 )
 from inspection.domain.violations import STREET_VENDING, Violation, ViolationCatalogue
+from inspection.service_layer.casework import (
+    Casework,
+    EvidenceCheck,
+    case_view,
+    scope,
+    write_case,
+)
 from stallkit import stall_codes
 from stallkit.auth import Principal, Role
 from stallkit.clock import Clock
@@ -55,8 +57,6 @@ from stallkit.problems import ProblemError
 
 #: How far ahead of the service clock an observation time may be (phone clocks drift).
 FUTURE_SKEW = timedelta(minutes=2)
-
-EvidenceCheck = Callable[[Sequence[str], str], Awaitable[None]]
 
 
 def new_id(prefix: str) -> str:
@@ -117,15 +117,21 @@ class Outcome:
     record: list[dict[str, Any]] = field(default_factory=list)
 
 
-def case_view(case: Case, now: datetime) -> dict[str, Any]:
-    """A case as the API shows it (JSON-ready)."""
-    data: dict[str, Any] = json.loads(case_to_json(case))
-    data["on_time"] = case.on_time(now)
-    data["overdue"] = case.overdue(now)
-    return data
+@dataclass(frozen=True)
+class Occasion:
+    """Where, when and about whom a scan or street report found violations."""
+
+    subject: str | None
+    vendor_id: str | None
+    district: str
+    market_id: str
+    stall_id: str | None
+    source_id: str
+    observed_at: datetime
+    location: tuple[float, float] | None = None
 
 
-class Enforcement:
+class Enforcement(Casework):
     """Scans, street reports, cases and the record of one inspection service."""
 
     def __init__(
@@ -187,11 +193,6 @@ class Enforcement:
             raise ProblemError("unknown_violation", 422, unknown=unknown)
         return [self.catalogue[t] for t in dict.fromkeys(types)]
 
-    @staticmethod
-    def _scope(caller: Principal, district: str) -> None:
-        if caller.role is not Role.ADMIN and caller.district != district:
-            raise ProblemError("other_district", 403)
-
     async def _replay(self, tx: Tx, idem: Idempotency | None) -> dict[str, Any] | None:
         if idem is None:
             return None
@@ -213,23 +214,19 @@ class Enforcement:
     async def _dispose(
         self,
         tx: Tx,
-        *,
+        occasion: Occasion,
         violations: list[Violation],
-        subject: str,
-        vendor_id: str | None,
-        district: str,
-        market_id: str,
-        stall_id: str | None,
-        source_id: str,
-        observed_at: datetime,
+        *,
         now: datetime,
         actor: Principal,
-        location: tuple[float, float] | None = None,
     ) -> Outcome:
-        """Warnings or cases for ``violations`` by ``subject`` ("1+1"), recorded and published."""
+        """Warnings or cases for ``violations`` by the subject ("1+1"), recorded and published."""
         outcome = Outcome()
-        if not violations:
+        if not violations or occasion.subject is None:
             return outcome
+        subject, vendor_id, district = occasion.subject, occasion.vendor_id, occasion.district
+        market_id, stall_id, source_id = occasion.market_id, occasion.stall_id, occasion.source_id
+        observed_at, location = occasion.observed_at, occasion.location
         history_key = self.keys.subject_violations(subject)
         await tx.watch(history_key)
         observed_ms = observed_at.timestamp() * 1000
@@ -291,7 +288,7 @@ class Enforcement:
                 lat=location[0] if location else None,
                 lon=location[1] if location else None,
             )
-            self._write_case(tx, case)
+            write_case(tx, self.keys, case)
             tx.zadd(self.keys.district_cases(district), case.case_id, now.timestamp() * 1000)
             tx.zadd(history_key, case.case_id, observed_ms)
             tx.zadd(self.keys.subject_items(subject), case.case_id, observed_ms)
@@ -322,8 +319,27 @@ class Enforcement:
             )
         return outcome
 
-    def _write_case(self, tx: Tx, case: Case) -> None:
-        tx.set(self.keys.case(case.case_id), case_to_json(case))
+    async def _conclude(
+        self,
+        tx: Tx,
+        occasion: Occasion,
+        violations: list[Violation],
+        *,
+        body: dict[str, Any],
+        entry: dict[str, Any],
+        idem: Idempotency | None,
+        now: datetime,
+        actor: Principal,
+    ) -> tuple[dict[str, Any], bool]:
+        """Dispose of the occasion's violations; the answer, remembered for its retries."""
+        outcome = await self._dispose(tx, occasion, violations, now=now, actor=actor)
+        answer = body | {
+            "warnings": outcome.warnings,
+            "cases": [case_view(c, now) for c in outcome.cases],
+            "record": {"seq": entry["seq"], "hash": entry["hash"]},
+        }
+        self._remember(tx, idem, answer)
+        return answer, False
 
     # -- scans --------------------------------------------------------------------------------
 
@@ -354,7 +370,7 @@ class Enforcement:
         if market is None:
             raise ProblemError("market_unknown", 404)
         district = market.district
-        self._scope(caller, district)
+        scope(caller, district)
         if check is CodeCheck.VALID and version is not None:
             status = await self.projection.code_status(market_id, stall_id, version)
             if status is CodeStatus.REVOKED:
@@ -436,28 +452,12 @@ class Enforcement:
                 ),
                 now,
             )
-            outcome = Outcome()
-            if subject is not None:
-                outcome = await self._dispose(
-                    tx,
-                    violations=violations,
-                    subject=subject,
-                    vendor_id=command.vendor_id,
-                    district=district,
-                    market_id=market_id,
-                    stall_id=stall_id,
-                    source_id=scan_id,
-                    observed_at=observed_at,
-                    now=now,
-                    actor=caller,
-                )
-            answer = body | {
-                "warnings": outcome.warnings,
-                "cases": [case_view(c, now) for c in outcome.cases],
-                "record": {"seq": entry["seq"], "hash": entry["hash"]},
-            }
-            self._remember(tx, idem, answer)
-            return answer, False
+            occasion = Occasion(
+                subject, command.vendor_id, district, market_id, stall_id, scan_id, observed_at
+            )
+            return await self._conclude(
+                tx, occasion, violations, body=body, entry=entry, idem=idem, now=now, actor=caller
+            )
 
         return await self.store.run(decide, watch=[self.keys.idempotency(idem.caller, idem.key)])
 
@@ -550,217 +550,13 @@ class Enforcement:
                 ),
                 now,
             )
-            outcome = Outcome()
-            if subject is not None:
-                outcome = await self._dispose(
-                    tx,
-                    violations=violations,
-                    subject=subject,
-                    vendor_id=command.vendor_id,
-                    district=district,
-                    market_id=market_id,
-                    stall_id=None,
-                    source_id=report_id,
-                    observed_at=observed_at,
-                    now=now,
-                    actor=caller,
-                    location=(command.lat, command.lon),
-                )
-            answer = body | {
-                "warnings": outcome.warnings,
-                "cases": [case_view(c, now) for c in outcome.cases],
-                "record": {"seq": entry["seq"], "hash": entry["hash"]},
-            }
-            self._remember(tx, idem, answer)
-            return answer, False
+            occasion = Occasion(
+                subject, command.vendor_id, district, market_id, None, report_id, observed_at,
+                location=(command.lat, command.lon),
+            )  # fmt: skip
+            return await self._conclude(
+                tx, occasion, violations, body=body, entry=entry, idem=idem, now=now, actor=caller
+            )
 
         watch = [self.keys.idempotency(idem.caller, idem.key)] if idem else []
         return await self.store.run(decide, watch=watch)
-
-    # -- cases --------------------------------------------------------------------------------
-
-    async def case(self, caller: Principal, case_id: str) -> Case:
-        """A case the caller may read."""
-        case = await self.store.get_case(case_id)
-        if case is None:
-            raise ProblemError("case_not_found", 404)
-        if caller.role is Role.VENDOR:
-            if case.vendor_id != caller.sub:
-                raise ProblemError("case_not_found", 404)
-        else:
-            self._scope(caller, case.district)
-        return case
-
-    async def act(
-        self,
-        caller: Principal,
-        case_id: str,
-        action: CaseAction,
-        note: str = "",
-        photos: tuple[str, ...] = (),
-    ) -> Case:
-        """Take a step of the case loop, recorded and published."""
-        key = self.keys.case(case_id)
-
-        async def decide(tx: Tx) -> Case:
-            now = self.clock.now()
-            raw = await tx.get(key)
-            if raw is None:
-                raise ProblemError("case_not_found", 404)
-            case = case_from_json(raw)
-            if photos and self.check_evidence is not None:
-                self._scope(caller, case.district)
-                await self.check_evidence(photos, case.district)
-            try:
-                changed, step = transition(
-                    case,
-                    action,
-                    actor_id=caller.sub,
-                    role=caller.role,
-                    district=caller.district,
-                    now=now,
-                    note=note,
-                    photos=photos,
-                )
-            except CaseError as exc:
-                raise ProblemError(exc.code, exc.status, **exc.extra) from None
-            self._write_case(tx, changed)
-            await tx.append(
-                case.district,
-                at=now,
-                kind="case_" + action.value,
-                ref=case_id,
-                data={
-                    "case_id": case_id,
-                    "action": action.value,
-                    "from_state": case.state.value,
-                    "to_state": changed.state.value,
-                    "actor_id": caller.sub,
-                    "role": caller.role.value,
-                    "note": note,
-                    "photos": list(photos),
-                    "on_time": changed.on_time(now),
-                },
-            )
-            tx.publish(
-                step.event(
-                    market_id=case.market_id,
-                    district=case.district,
-                    case_id=case_id,
-                    from_state=case.state,
-                    to_state=changed.state,
-                    actor_id=caller.sub,
-                    note=note,
-                    on_time=changed.on_time(now),
-                ),
-                now,
-            )
-            return changed
-
-        return await self.store.run(decide, watch=[key])
-
-    async def evaluate(self, caller: Principal, case_id: str, score: int) -> Case:
-        """Record the evaluation of a closed case (once)."""
-        key = self.keys.case(case_id)
-
-        async def decide(tx: Tx) -> Case:
-            now = self.clock.now()
-            raw = await tx.get(key)
-            if raw is None:
-                raise ProblemError("case_not_found", 404)
-            case = case_from_json(raw)
-            try:
-                changed = evaluate(
-                    case, score, actor_id=caller.sub, role=caller.role, district=caller.district
-                )
-            except CaseError as exc:
-                raise ProblemError(exc.code, exc.status, **exc.extra) from None
-            self._write_case(tx, changed)
-            await tx.append(
-                case.district,
-                at=now,
-                kind="case_evaluated",
-                ref=case_id,
-                data={"case_id": case_id, "score": score, "by_role": caller.role.value},
-            )
-            tx.publish(
-                CaseEvaluated(
-                    market_id=case.market_id,
-                    district=case.district,
-                    case_id=case_id,
-                    score=score,
-                    by_role=caller.role.value,
-                ),
-                now,
-            )
-            return changed
-
-        return await self.store.run(decide, watch=[key])
-
-    async def cases(
-        self,
-        caller: Principal,
-        *,
-        district: str | None,
-        state: CaseState | None,
-        violation: str | None,
-        overdue: bool | None,
-        opened_from: datetime | None,
-        opened_to: datetime | None,
-    ) -> list[Case]:
-        """Cases the caller may read, filtered, newest first."""
-        if caller.role is not Role.ADMIN:
-            if district is not None and district != caller.district:
-                raise ProblemError("other_district", 403)
-            districts = [caller.district or ""]
-        elif district is not None:
-            districts = [district]
-        else:
-            districts = await self._districts()
-        now = self.clock.now()
-        found: list[Case] = []
-        for name in districts:
-            for case in await self.store.get_cases(await self.store.district_case_ids(name)):
-                if state is not None and case.state is not state:
-                    continue
-                if violation is not None and case.violation != violation:
-                    continue
-                if overdue is not None and case.overdue(now) != overdue:
-                    continue
-                if opened_from is not None and case.opened_at < opened_from:
-                    continue
-                if opened_to is not None and case.opened_at >= opened_to:
-                    continue
-                found.append(case)
-        found.sort(key=lambda c: (c.opened_at, c.case_id), reverse=True)
-        return found
-
-    async def _districts(self) -> list[str]:
-        return [d.value for d in District]
-
-    async def my_items(self, vendor_id: str) -> list[dict[str, Any]]:
-        """A vendor's own warnings and cases, newest first."""
-        now = self.clock.now()
-        items = await self.store.subject_items(vendor_id)
-        out = []
-        for item in items:
-            if "case_id" in item and "warning_id" not in item:
-                case = await self.store.get_case(item["case_id"])
-                if case is not None:
-                    out.append({"kind": "case", **case_view(case, now)})
-            else:
-                out.append(item)
-        return out
-
-    # -- the record ---------------------------------------------------------------------------
-
-    async def verify_record(self, caller: Principal, district: str) -> record.Verdict:
-        """Recompute a district's chain."""
-        self._scope(caller, district)
-        entries = await self.store.record_entries(district)
-        return record.verify(entries, await self.store.record_head(district))
-
-    async def export_record(self, caller: Principal, district: str) -> list[dict[str, Any] | None]:
-        """A district's record as stored, with its hashes."""
-        self._scope(caller, district)
-        return await self.store.record_entries(district)
