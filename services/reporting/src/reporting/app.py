@@ -6,19 +6,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+from fastapi import APIRouter
 from faststream_fastapi import FastStreamAPI
+from redis.asyncio import BlockingConnectionPool, Redis
 
+from contracts.catalogue import District
 from reporting.adapters.feed_log import FeedLog
 from reporting.adapters.stats_store import RedisStatsStore, StatsStore
 from reporting.adapters.webhook_store import WebhookStore
 from reporting.config import ReportingSettings
+from reporting.entrypoints.feeds import feed_router
 from reporting.entrypoints.http import stats_router
 from reporting.entrypoints.subscribers import EventCounter, subscribe_everything
 from reporting.entrypoints.webhooks import webhooks_router
+from reporting.service_layer.fanout import BLOCK_MS, FeedFanout
 from reporting.service_layer.webhooks import Webhooks, WebhookSupervisor
-from stallkit.service import ServiceParts, build_service, lazy_app
+from stallkit.service import Background, ServiceParts, build_service, lazy_app
 
 
 def create_app(
@@ -42,11 +48,14 @@ def create_app(
         feed = FeedLog(parts.redis, settings, timedelta(days=settings.feed_retention_days))
     subscribe_everything(parts.broker, settings, parts.redis, EventCounter(stats, feed))
     routers = [stats_router(stats)]
-    background = []
+    background: list[Background] = []
     if feed is not None:  # webhooks deliver what the feed log holds
         hooks = WebhookStore(parts.redis, settings, log_length=settings.webhook_log_length)
         routers.append(webhooks_router(Webhooks(hooks, feed, settings)))
         background.append(WebhookSupervisor(hooks, feed, settings, parts.registry).start)
+        sse, start_fanout = live_feeds(settings, parts, feed)
+        routers.append(sse)
+        background.append(start_fanout)
     app = build_service(
         parts,
         title="Reporting service 统计报表",
@@ -57,6 +66,39 @@ def create_app(
     )
     app._application.state.feed = feed
     return app
+
+
+def live_feeds(
+    settings: ReportingSettings, parts: ServiceParts, feed: FeedLog
+) -> tuple[APIRouter, Background]:
+    """The SSE route of the district feeds and its fan-out (started and stopped with the app).
+
+    The fan-out's readers block on Redis (XREAD BLOCK), one connection per feed in use, so they
+    have their own small pool rather than holding the service's connections.
+    """
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=len(District) + 2,
+        timeout=5,
+        socket_connect_timeout=2,
+        socket_timeout=BLOCK_MS / 1000 + 5,
+        health_check_interval=30,
+    )
+    reader_redis = Redis.from_pool(pool)
+    fanout = FeedFanout(
+        FeedLog(reader_redis, settings, feed.retention),
+        queue_size=settings.feed_queue_size,
+        registry=parts.registry,
+    )
+
+    async def start() -> Callable[[], Awaitable[None]]:
+        async def stop() -> None:
+            await fanout.stop()
+            await reader_redis.aclose()
+
+        return stop
+
+    return feed_router(feed, fanout, settings), start
 
 
 __getattr__ = lazy_app(create_app, globals())
