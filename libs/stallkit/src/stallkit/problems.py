@@ -25,6 +25,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "unauthorized": ("需要登录或令牌无效", "Authentication required or token invalid"),
     "token_expired": ("令牌已过期", "Token expired"),
     "forbidden": ("无权执行此操作", "You may not do this"),
+    # one text for every service: the code is shared, and the messages are one process-wide table
+    "other_district": (
+        "只能查看或处置本辖区的事项",
+        "Staff may only read or act on their own district",
+    ),
     "payload_too_large": ("请求内容过大", "Request body too large"),
     "unsupported_media_type": ("请求内容类型不受支持", "Unsupported media type"),
     "internal_error": ("服务器内部错误", "Internal server error"),

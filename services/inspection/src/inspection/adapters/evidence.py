@@ -51,10 +51,6 @@ register_messages(
         "evidence_corrupt": ("照片文件不完整或已损坏", "The photo file is truncated or corrupt"),
         "evidence_not_found": ("找不到该证据照片", "Evidence photo not found"),
         # Same text as the enforcement routes' code of the same name.
-        "other_district": (
-            "只能查看或处置本辖区的记录",
-            "Staff may only read or act on their own district",
-        ),
     }
 )
 

@@ -61,10 +61,6 @@ register_messages(
             "The code cannot be read: give the stall id",
         ),
         "market_unknown": ("尚未收到该市场的目录信息", "The market is not known to inspection yet"),
-        "other_district": (
-            "只能查看或处置本辖区的记录",
-            "Staff may only read or act on their own district",
-        ),
         "who_required": (
             "摊位有人经营时须记录经营者（摊贩编号或身份证号）",
             "Someone is at the stall: record who (vendor id or identity number)",

@@ -42,10 +42,6 @@ logger = logging.getLogger(__name__)
 
 register_messages(
     {
-        "other_district": (
-            "只能查看或处置本辖区的记录",
-            "Staff may only read or act on their own district",
-        ),
         "invalid_last_event_id": (
             "Last-Event-ID 不是事件流中的位置",
             "Last-Event-ID is not a feed position",

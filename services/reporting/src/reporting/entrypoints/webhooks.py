@@ -29,10 +29,6 @@ from stallkit.problems import ProblemError, register_messages
 
 register_messages(
     {
-        "other_district": (
-            "只能查看或处置本辖区的记录",
-            "Staff may only read or act on their own district",
-        ),
         "webhook_not_found": ("找不到该 Webhook 订阅", "No such webhook subscription"),
         "webhook_url_refused": (
             "Webhook 地址须为 https（开发模式下可用本机 http）",

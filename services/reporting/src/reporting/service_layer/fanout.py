@@ -14,7 +14,6 @@ after it, skipping what the backlog already gave.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from redis.exceptions import RedisError
 
 from reporting.adapters.feed_log import FeedLog, id_before
 from reporting.domain.feed import FeedEntry
+from stallkit.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -218,9 +218,7 @@ class FeedFanout:
             if state.reader is not None:
                 readers.append(state.reader)
         for reader in readers:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            await cancel_and_wait(reader)
 
 
 async def follow(log: FeedLog, sub: Subscriber, after: str | None) -> AsyncIterator[FeedEntry]:

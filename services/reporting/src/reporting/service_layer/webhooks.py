@@ -47,8 +47,10 @@ from reporting.domain.webhooks import (
     transition,
 )
 from stallkit.settings import Mode
+from stallkit.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
+
 
 Pair = tuple[Subscription, DeliveryState]
 #: Feed entries read at a time.
@@ -244,10 +246,7 @@ class DeliveryWorker:
 
     async def stop(self) -> None:
         """Stop delivering and hand the lease over."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         with contextlib.suppress(Exception):
             await self.rt.store.release(self.sub_id, self.rt.owner)
 
@@ -492,9 +491,6 @@ class WebhookSupervisor:
 
     async def stop(self) -> None:
         """Stop every delivery task and hand the leases over."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         workers, self.workers = list(self.workers.values()), {}
         await asyncio.gather(*(w.stop() for w in workers))

@@ -88,10 +88,6 @@ def schedule_router(store: ScheduleStore) -> APIRouter:
 register_messages(
     {
         "closure_not_found": ("找不到该临时关闭记录", "Closure not found"),
-        "other_district": (
-            "只能查看或处置本辖区的市场",
-            "District staff may only act on their own district's markets",
-        ),
         "range_too_long": ("时间范围过长", "The time range is too long"),
         "date_out_of_range": ("日期超出可查询范围", "The date is outside the range served"),
     }
