@@ -5,13 +5,20 @@ record heads, the idempotency key, the case), decide, then MULTI/EXEC all its wr
 the record entries and the outbox entries of its events. A concurrent change to anything watched
 re-runs the decision, so two scans of one subject cannot both be "first offences" and the record
 never forks.
+
+Within one process, decisions that append to the same district's record take turns (a lock per
+district, taken at the first append and held until EXEC): they would all watch that record's
+head, and letting them race only turns into re-runs. Across processes, WATCH still decides.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any, TypeVar
@@ -84,10 +91,20 @@ def case_from_json(raw: str | bytes) -> Case:
 class Tx:
     """One attempt of a decision: reads go straight to Redis (watched), writes are queued."""
 
-    def __init__(self, pipe: Pipeline, keys: Keys, source: str):
+    def __init__(
+        self,
+        pipe: Pipeline,
+        keys: Keys,
+        source: str,
+        *,
+        turns: AsyncExitStack | None = None,
+        locks: defaultdict[str, asyncio.Lock] | None = None,
+    ):
         self.pipe = pipe
         self.keys = keys
         self.source = source
+        self._turns = turns
+        self._locks = locks
         self.ops: list[Callable[[Pipeline], Any]] = []
         self._heads: dict[str, tuple[int, str]] = {}
         self.appended: dict[str, tuple[int, str]] = {}
@@ -118,6 +135,8 @@ class Tx:
     ) -> dict[str, Any]:
         """Queue a record entry of ``district``, chained to the head (watched)."""
         if district not in self._heads:
+            if self._turns is not None and self._locks is not None:
+                await self._turns.enter_async_context(self._locks[district])
             head_key = self.keys.record_head(district)
             await self.pipe.watch(head_key)
             raw = await self.pipe.hgetall(head_key)
@@ -151,15 +170,20 @@ class EnforcementStore:
         self.redis = redis
         self.keys = keys
         self.source = source
+        #: One lock per district record: this process's appends to it take turns.
+        self._record_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def run(self, decide: Callable[[Tx], Awaitable[T]], *, watch: Sequence[str] = ()) -> T:
         """Run ``decide`` until its writes commit with nothing it read changed meanwhile."""
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            async with self.redis.pipeline(transaction=True) as pipe:
+            async with (
+                AsyncExitStack() as turns,
+                self.redis.pipeline(transaction=True) as pipe,
+            ):
                 try:
                     if watch:
                         await pipe.watch(*watch)
-                    tx = Tx(pipe, self.keys, self.source)
+                    tx = Tx(pipe, self.keys, self.source, turns=turns, locks=self._record_locks)
                     result = await decide(tx)
                     pipe.multi()
                     for op in tx.ops:

@@ -174,6 +174,14 @@ class ExpectationStore(ABC):
         bookings = await self.expected_on(market_id, local_date(at))
         return booking_at((b for b in bookings if b.stall_id == stall_id), at)
 
+    async def expected_in(
+        self, market_id: str, stall_id: str, instance: WindowInstance
+    ) -> ExpectedBooking | None:
+        """The booking of the stall in window ``instance`` (one read: what a scan asks)."""
+        return await self.get_expected(
+            market_id, Slot(stall_id=stall_id, date=instance.date, window_id=instance.window_id)
+        )
+
     async def free_stalls(
         self, market_id: str, instance: WindowInstance, category: str | None
     ) -> int:

@@ -379,7 +379,7 @@ class Enforcement(Casework):
                 check = CodeCheck.SUPERSEDED
         window = await self.projection.window_at(market_id, observed_at)
         expected = (
-            await self.projection.expected_at(market_id, stall_id, observed_at) if window else None
+            await self.projection.expected_in(market_id, stall_id, window) if window else None
         )
         subject = self._subject(command.vendor_id, command.identity_number)
         if command.occupied and subject is None:
