@@ -20,7 +20,7 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
 
-deps: ## make sure uv, redis-server, docker-compose and curl are installed
+deps: ## make sure uv, redis-server, chromium, docker-compose and curl are installed
 	@if ! command -v uv >/dev/null 2>&1 && [ ! -x "$(TOOLS)/bin/uv" ] && [ ! -x "$(HOME)/.local/bin/uv" ]; then \
 	  echo "uv not found: installing uv==$(UV_VERSION) into $(TOOLS)"; \
 	  if python3 -m venv "$(TOOLS)" >/dev/null 2>&1 && "$(TOOLS)/bin/python" -m pip --version >/dev/null 2>&1; then \
@@ -37,6 +37,7 @@ deps: ## make sure uv, redis-server, docker-compose and curl are installed
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
 	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing$$missing with apt-get"; \
@@ -46,7 +47,7 @@ deps: ## make sure uv, redis-server, docker-compose and curl are installed
 	    echo "  sudo apt-get update && sudo apt-get install -y$$missing"; \
 	    case "$$missing" in *redis-server*) exit 1;; esac; \
 	    echo "(docker-compose is only needed by tests/integration/test_compose.py,"; \
-	    echo " curl by the README's examples)"; \
+	    echo " chromium by the browser tests, curl by the README's examples)"; \
 	  fi; \
 	fi
 
@@ -68,13 +69,16 @@ fmt: install ## format and autofix
 	$(UV) run --frozen ruff format .
 	$(UV) run --frozen ruff check --fix .
 
-bench: install ## benchmarks: allocation's booking path (wrk), windows' timer lateness
+bench: install ## benchmarks: booking path (wrk), timer lateness, scans and projection, feed latency
 	@command -v wrk >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends wrk; \
 	  else echo "wrk is missing. Run: sudo apt-get install -y wrk"; exit 1; fi; }
 	$(UV) run --frozen python -m stalltest.bench_allocation
 	$(UV) run --frozen python -m stalltest.bench_windows
+	$(UV) run --frozen python -m stalltest.bench_inspection
+	$(UV) run --frozen python -m stalltest.bench_feeds
+	$(UV) run --frozen python -m stalltest.bench_reporting
 
 asyncapi: install ## regenerate contracts/asyncapi.json
 	$(UV) run --frozen python -m contracts.asyncapi

@@ -73,6 +73,18 @@ class District(StrEnum):
     GAOLANGANG = "gaolangang"
 
 
+#: Each district's name in Chinese and in English, for people (reports, dashboards).
+DISTRICT_NAMES: dict[District, tuple[str, str]] = {
+    District.XIANGZHOU: ("香洲区", "Xiangzhou District"),
+    District.DOUMEN: ("斗门区", "Doumen District"),
+    District.JINWAN: ("金湾区", "Jinwan District"),
+    District.HENGQIN: ("横琴粤澳深度合作区", "Hengqin Guangdong-Macao Cooperation Zone"),
+    District.GAOXIN: ("高新区", "High-tech Zone"),
+    District.WANSHAN: ("万山区", "Wanshan Zone"),
+    District.GAOLANGANG: ("高栏港区", "Gaolan Port Zone"),
+}
+
+
 class Category(StrEnum):
     """Stall categories (分类别)."""
 

@@ -14,15 +14,19 @@ from faststream_fastapi import FastStreamAPI
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from contracts.catalogue import District
+from reporting.adapters.facts_store import FactsStore
 from reporting.adapters.feed_log import FeedLog
 from reporting.adapters.stats_store import RedisStatsStore, StatsStore
 from reporting.adapters.webhook_store import WebhookStore
 from reporting.config import ReportingSettings
 from reporting.entrypoints.feeds import feed_router
 from reporting.entrypoints.http import stats_router
+from reporting.entrypoints.reports import reports_router
 from reporting.entrypoints.subscribers import EventCounter, subscribe_everything
 from reporting.entrypoints.webhooks import webhooks_router
+from reporting.service_layer.facts import FactsProjector
 from reporting.service_layer.fanout import BLOCK_MS, FeedFanout
+from reporting.service_layer.reports import Reports
 from reporting.service_layer.webhooks import Webhooks, WebhookSupervisor
 from stallkit.service import Background, ServiceParts, build_service, lazy_app
 
@@ -46,8 +50,10 @@ def create_app(
     stats = store or RedisStatsStore(parts.redis, settings)
     if feed is None and store is None:
         feed = FeedLog(parts.redis, settings, timedelta(days=settings.feed_retention_days))
-    subscribe_everything(parts.broker, settings, parts.redis, EventCounter(stats, feed))
-    routers = [stats_router(stats)]
+    facts = FactsStore(parts.redis, settings, settings.report_retention_days)
+    counter = EventCounter(stats, feed, FactsProjector(facts) if store is None else None)
+    subscribe_everything(parts.broker, settings, parts.redis, counter)
+    routers = [stats_router(stats), reports_router(Reports(facts, parts.clock))]
     background: list[Background] = []
     if feed is not None:  # webhooks deliver what the feed log holds
         hooks = WebhookStore(parts.redis, settings, log_length=settings.webhook_log_length)

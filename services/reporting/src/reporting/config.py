@@ -25,6 +25,19 @@ class ReportingSettings(CommonSettings):
         gt=0,
         description="How long a district feed keeps its entries (resumable positions).",
     )
+    consumer_group: str = Field(
+        default="reporting",
+        pattern=r"^[a-z][a-z0-9-]{0,40}$",
+        description=(
+            "Kafka consumer group of the aggregates and feeds (under the topic prefix). A new "
+            "group with a new Redis prefix rebuilds everything from the topics."
+        ),
+    )
+    report_retention_days: int = Field(
+        default=400,
+        ge=1,
+        description="How long the facts reports are computed from are kept (days).",
+    )
     feed_heartbeat_seconds: float = Field(
         default=15.0,
         gt=0,

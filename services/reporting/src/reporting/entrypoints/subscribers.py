@@ -17,11 +17,11 @@ from contracts.events import (
 from contracts.summaries import short_type, summarize
 from reporting.adapters.feed_log import FeedLog
 from reporting.adapters.stats_store import StatsStore
+from reporting.config import ReportingSettings
 from reporting.domain.stats import CountedEvent
+from reporting.service_layer.facts import FactsProjector
 from stallkit.messaging import subscribe_events
-from stallkit.settings import CommonSettings
 
-GROUP_ID = "reporting"
 TOPICS = ["catalogue", "bookings", "windows", "inspection"]
 
 
@@ -35,12 +35,18 @@ def district_in(event: Event) -> str | None:
 
 
 class EventCounter:
-    """Counts every event once, by type, overall and per market and district, and appends it to
-    its district's feed (and to ``all``)."""
+    """Counts every event once, by type, overall and per market and district, records the facts
+    reports need, and appends it to its district's feed (and to ``all``)."""
 
-    def __init__(self, store: StatsStore, feed: FeedLog | None = None):
+    def __init__(
+        self,
+        store: StatsStore,
+        feed: FeedLog | None = None,
+        facts: FactsProjector | None = None,
+    ):
         self.store = store
         self.feed = feed
+        self.facts = facts
 
     async def on_event(self, event: Event, envelope: RawEnvelope) -> None:
         """Count one event; a market's district is learnt from its catalogue changes."""
@@ -57,6 +63,8 @@ class EventCounter:
                 district=district,
             )
         )
+        if self.facts is not None:
+            await self.facts.on_event(event, envelope)
         if self.feed is not None:
             summary_zh, summary_en = summarize(event)
             await self.feed.append(
@@ -72,7 +80,7 @@ class EventCounter:
 
 
 def subscribe_everything(
-    broker: KafkaBroker, settings: CommonSettings, redis: Redis, counter: EventCounter
+    broker: KafkaBroker, settings: ReportingSettings, redis: Redis, counter: EventCounter
 ) -> None:
     """Register the subscriber of all topics on ``broker`` (before the app is built)."""
     subscribe_events(
@@ -80,6 +88,6 @@ def subscribe_everything(
         settings,
         redis,
         topics=TOPICS,
-        group_id=GROUP_ID,
+        group_id=settings.consumer_group,
         handlers=dict.fromkeys(ALL_EVENTS, counter.on_event),
     )
