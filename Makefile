@@ -15,7 +15,7 @@ APT_PACKAGES := redis-server docker-compose curl
 # in any shell after `make run`, whether uv is on the PATH or only in .tools/bin.
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 
-.PHONY: help deps install run test lint fmt bench asyncapi clean
+.PHONY: help deps install run test lint fmt bench assets asyncapi clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -79,6 +79,9 @@ bench: install ## benchmarks: booking path (wrk), timer lateness, scans and proj
 	$(UV) run --frozen python -m stalltest.bench_inspection
 	$(UV) run --frozen python -m stalltest.bench_feeds
 	$(UV) run --frozen python -m stalltest.bench_reporting
+
+assets: install ## re-fetch the pinned npm assets (deploy/assets/assets.lock.json), verify, extract
+	$(UV) run --frozen python -m stallctl.assets
 
 asyncapi: install ## regenerate contracts/asyncapi.json
 	$(UV) run --frozen python -m contracts.asyncapi

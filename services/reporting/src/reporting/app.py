@@ -19,6 +19,7 @@ from reporting.adapters.feed_log import FeedLog
 from reporting.adapters.stats_store import RedisStatsStore, StatsStore
 from reporting.adapters.webhook_store import WebhookStore
 from reporting.config import ReportingSettings
+from reporting.entrypoints.dashboard import dashboard_router
 from reporting.entrypoints.feeds import feed_router
 from reporting.entrypoints.http import stats_router
 from reporting.entrypoints.reports import reports_router
@@ -53,7 +54,11 @@ def create_app(
     facts = FactsStore(parts.redis, settings, settings.report_retention_days)
     counter = EventCounter(stats, feed, FactsProjector(facts) if store is None else None)
     subscribe_everything(parts.broker, settings, parts.redis, counter)
-    routers = [stats_router(stats), reports_router(Reports(facts, parts.clock))]
+    routers = [
+        stats_router(stats),
+        reports_router(Reports(facts, parts.clock)),
+        dashboard_router(),
+    ]
     background: list[Background] = []
     if feed is not None:  # webhooks deliver what the feed log holds
         hooks = WebhookStore(parts.redis, settings, log_length=settings.webhook_log_length)

@@ -34,10 +34,16 @@ local ids = {}
 for i = 2, #KEYS, 2 do
   local stream, trimmed = KEYS[i], KEYS[i + 1]
   ids[#ids + 1] = redis.call('XADD', stream, '*', unpack(fields))
-  local last_old = redis.call('XREVRANGE', stream, '(' .. min_id .. '-0', '-', 'COUNT', 1)
-  if #last_old > 0 then
-    redis.call('SET', trimmed, last_old[1][1])
-    redis.call('XTRIM', stream, 'MINID', min_id .. '-0')
+  -- most appends have nothing to trim: look at the oldest entry before searching for the last
+  -- expired one
+  local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
+  local oldest_ms = tonumber(string.match(oldest[1][1], '^(%d+)'))
+  if oldest_ms < now_ms - tonumber(ARGV[2]) then
+    local last_old = redis.call('XREVRANGE', stream, '(' .. min_id .. '-0', '-', 'COUNT', 1)
+    if #last_old > 0 then
+      redis.call('SET', trimmed, last_old[1][1])
+      redis.call('XTRIM', stream, 'MINID', min_id .. '-0')
+    end
   end
 end
 return ids
