@@ -594,10 +594,10 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m stalltest.bench_reporting [--events 20000] [--requests 200] ...``."""
+    """``python -m stalltest.bench_reporting [--events 5000] [--requests 200] ...``."""
     parser = argparse.ArgumentParser(description="reporting consumer and report benchmark")
     parser.add_argument(
-        "--events", type=int, default=20_000, help="booking.created events (0: skip)"
+        "--events", type=int, default=5_000, help="booking.created events (0: skip)"
     )
     parser.add_argument(
         "--requests", type=int, default=200, help="requests per kind of report (0: skip)"
