@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from contracts.catalogue import District
 from stallctl import procs
 from stallctl.dlq import app as dlq_app
+from stallctl.draw import app as draw_app
 from stallctl.feed import Language
 from stallctl.feed import run as feed_run
 from stallctl.keytool import KeyKind, merged_jwks, new_key_pair
@@ -32,6 +33,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(draw_app, name="draw")
 
 
 class RoleChoice(StrEnum):

@@ -239,6 +239,7 @@ function signOut(reason) {
   state.feed = null;
   clearInterval(state.liveTimer);
   clearTimeout(state.refreshTimer);
+  state.refreshTimer = null;
   sessionStorage.removeItem("dashboard.token");
   state.token = state.me = null;
   state.ticker = [];
@@ -327,8 +328,12 @@ function renderStatus() {
 }
 
 function refreshSoon() {
-  clearTimeout(state.refreshTimer);
-  state.refreshTimer = setTimeout(load, AFTER_EVENT_REFRESH_MS);
+  // At most one reload per interval, however busy the feed: a steady stream still refreshes.
+  if (state.refreshTimer) return;
+  state.refreshTimer = setTimeout(() => {
+    state.refreshTimer = null;
+    load();
+  }, AFTER_EVENT_REFRESH_MS);
 }
 
 // -- rendering -----------------------------------------------------------------------------------
