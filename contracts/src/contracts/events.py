@@ -216,6 +216,66 @@ class StallReleased(Event):
         return self.stall_id
 
 
+class DrawEvent(Event):
+    """About the lottery of one oversubscribed market window (``contracts.lottery``)."""
+
+    topic: ClassVar[str] = "bookings"
+
+    date: dt.date = _date_field()
+    window_id: str = _window_id_field()
+
+    def subject(self) -> str:
+        """The draw: market, date and window."""
+        return f"{self.market_id}/{self.date.isoformat()}/{self.window_id}"
+
+
+class DrawScheduled(DrawEvent):
+    """Applications for the window's draw are open; the seed is committed to, not revealed."""
+
+    event_name: ClassVar[str] = "draw.scheduled"
+
+    commitment: str = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 of the draw's seed (hex).",
+        examples=["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"],
+    )
+    draw_at: dt.datetime = Field(
+        description="When the draw runs and applications close (UTC).",
+        examples=["2026-11-21T12:00:00Z"],
+    )
+
+
+class DrawCompleted(DrawEvent):
+    """The draw ran: its seed is revealed; winners' bookings follow as ``booking.created``.
+
+    The published inputs and result (pseudonyms only) are at allocation's
+    ``GET /v1/draws/{market_id}/{date}/{window_id}``; this event carries vendor ids for the
+    services that count per vendor (fairness figures).
+    """
+
+    event_name: ClassVar[str] = "draw.completed"
+
+    seed: str = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="The revealed seed (hex).",
+        examples=["2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"],
+    )
+    result_digest: str = Field(
+        description="SHA-256 of the result's canonical JSON.",
+        examples=["fcde2b2edba56bf408601fb721fe9b5c338d10ee429ea04fae5511b68fbf8fb9"],
+    )
+    stalls: int = Field(ge=0, description="Stalls the draw could give.", examples=[20])
+    applicant_ids: list[str] = Field(
+        description="Vendor ids of every applicant.", examples=[["vd_1a2b", "vd_3c4d"]]
+    )
+    priority_applicant_ids: list[str] = Field(
+        description="Those of them in a priority group.", examples=[["vd_3c4d"]]
+    )
+    winner_ids: list[str] = Field(
+        description="Vendor ids that got a stall.", examples=[["vd_3c4d"]]
+    )
+
+
 # --- windows -----------------------------------------------------------------------------------
 
 
@@ -576,6 +636,8 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     BookingNoShow,
     BookingSuspendedByMarket,
     StallReleased,
+    DrawScheduled,
+    DrawCompleted,
     WindowOpened,
     WindowClosingSoon,
     WindowClosed,

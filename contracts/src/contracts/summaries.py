@@ -15,6 +15,8 @@ from contracts.events import (
     CaseEvaluated,
     CaseOpened,
     CaseTransitioned,
+    DrawCompleted,
+    DrawScheduled,
     MarketChanged,
     MarketResumed,
     MarketSuspended,
@@ -94,6 +96,19 @@ def summarize(event: Event) -> tuple[str, str]:
         )
     if isinstance(event, StallReleased):
         return (f"{event.stall_id} 已释放可预约", f"{event.stall_id} released for booking")
+    if isinstance(event, DrawScheduled):
+        when = f"{event.date} {event.window_id}"
+        return (
+            f"{m} {when} 摊位申请开放，摇号种子已承诺",
+            f"{m} {when}: applications open, draw seed committed",
+        )
+    if isinstance(event, DrawCompleted):
+        when = f"{event.date} {event.window_id}"
+        won, applied = len(event.winner_ids), len(event.applicant_ids)
+        return (
+            f"{m} {when} 摇号完成：{applied} 人申请，{won} 人中签",
+            f"{m} {when} draw done: {won} of {applied} applicants got a stall",
+        )
     if isinstance(event, WindowOpened):
         return (f"{m} {event.window_id} 时段开市", f"{m} {event.window_id} window opened")
     if isinstance(event, WindowClosed):
