@@ -1,6 +1,7 @@
 """The dashboard in a real browser (Debian's chromium driven by Playwright) against a reporting
 service on the real broker and redis-server: a district officer signs in with a token, sees the
-day's seeded figures and the live occupancy of the district's markets, switches to English, and
+day's seeded figures, the week's fairness figures and the live occupancy of the district's
+markets, switches to English, and
 sees a booking made during the test arrive in the live ticker; no console errors, no failed
 requests. A screenshot is saved under ``test-artifacts/``."""
 
@@ -31,6 +32,7 @@ from contracts.envelope import Event
 from contracts.events import (
     BookingCheckedIn,
     BookingCreated,
+    DrawCompleted,
     MarketChanged,
     ScanOutcome,
     ScanRecorded,
@@ -72,8 +74,23 @@ CHECKED_IN = STALLS[:2]
 
 
 def seed() -> list[Event]:
-    """A market open all day with six stalls, four booked today, two checked in, three scans."""
+    """A market open all day with six stalls, four booked today (won in a draw a fifth vendor
+    lost), two checked in, three scans."""
     events: list[Event] = [MarketChanged(market_id=MARKET.id, market=MARKET)]
+    winners = [f"vd_dash_{n}" for n in range(1, len(BOOKED) + 1)]
+    events.append(
+        DrawCompleted(
+            market_id=MARKET.id,
+            date=TODAY,
+            window_id=ALL_DAY.id,
+            seed="0" * 64,
+            result_digest="0" * 64,
+            stalls=len(BOOKED),
+            applicant_ids=[*winners, "vd_dash_lost"],
+            priority_applicant_ids=winners[:1],
+            winner_ids=winners,
+        )
+    )
     events += [
         StallChanged(
             market_id=MARKET.id,
@@ -211,6 +228,16 @@ async def test_a_district_officer_sees_the_figures_switches_language_and_follows
         await expect(figure("scans")).to_have_text(str(figures["scans"]))
         await expect(figure("compliant_share")).to_have_text("66.67 %")
         await expect(figure("bookable_stall_windows")).to_have_text(str(len(STALLS)))
+
+        # The week's fairness: stall-days [1, 1, 1, 1, 0] (the fifth applicant lost): mean 0.8,
+        # 8 ordered pairs differ by 1 of 25, mean absolute difference 0.32, Gini 0.32 / 1.6.
+        def fair(name: str) -> Locator:
+            return page.locator(f"[data-fairness={name}]")
+
+        await expect(fair("gini")).to_have_text("0.200")
+        await expect(fair("priority_stall_day_share")).to_have_text("25.00 %")
+        await expect(fair("applicant_win_share")).to_have_text("80.00 %")
+        await expect(fair("active_vendors")).to_have_text("5")
         row = page.locator("#live tbody tr", has_text=MARKET.id)
         await expect(row).to_contain_text(MARKET.name_zh)
         await expect(row.locator("td")).to_have_text(
@@ -224,6 +251,7 @@ async def test_a_district_officer_sees_the_figures_switches_language_and_follows
         await expect(page.locator("html")).to_have_attribute("lang", "en")
         await expect(page.locator("h1")).to_have_text("Double-limit markets · District dashboard")
         await expect(page.locator("#figures-title")).to_contain_text("Figures of the day")
+        await expect(page.locator("#fairness-title")).to_contain_text("Fairness (this week)")
         await expect(row).to_contain_text(MARKET.name_en)
         await expect(page.locator("#language")).to_have_text("中文")
 

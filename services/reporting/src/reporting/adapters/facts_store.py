@@ -4,10 +4,11 @@
   the time of the event that set it (an older event never overwrites a newer one); stalls per
   market; suspensions per market (declared, and lifted from a date);
 - per market and local day (``rep:{m:<market>}:d:<date>``), one hash of fields named by what
-  they are about: ``b:<booking>`` (created), ``x:<booking>`` (cancelled), ``i:<booking>``
-  (checked in), ``n:<booking>`` (no-show), ``u:<booking>`` (ended by a suspension),
-  ``s:<scan>``, ``w:<warning>``, ``c:<case>`` (opened), ``k:<case>`` (closed), ``cw:<window>``
-  (withdrawn);
+  they are about: ``b:<booking>`` (created: vendor, priority, window, times), ``x:<booking>``
+  (cancelled), ``i:<booking>`` (checked in), ``n:<booking>`` (no-show), ``u:<booking>`` (ended
+  by a suspension), ``s:<scan>``, ``w:<warning>``, ``c:<case>`` (opened), ``k:<case>``
+  (closed), ``cw:<window>`` (withdrawn), ``dr:<window>`` (the window's draw: applicants,
+  winners, stalls);
 - per case (``rep:{m:<market>}:case:<case>``): ``o`` (opened), ``h:<ms>`` (handled),
   ``r:<ms>`` (sent back), ``k`` (closed), ``e:<event id>`` (evaluated).
 
@@ -27,6 +28,7 @@ from redis.commands.core import AsyncScript
 from reporting.domain.figures import (
     BookingFacts,
     CaseFacts,
+    DrawFacts,
     MarketDayFacts,
     MarketFacts,
     ScanFacts,
@@ -182,14 +184,16 @@ class FactsStore:
             await pipe.execute()
 
     async def days(
-        self, slots: Sequence[tuple[str, date]]
+        self, slots: Sequence[tuple[str, date]], *, with_cases: bool = True
     ) -> tuple[dict[tuple[str, date], MarketDayFacts], dict[str, CaseFacts]]:
-        """The facts of each (market, day), and of the cases opened on them."""
+        """The facts of each (market, day), and (``with_cases``) of the cases opened on them."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for market_id, day in slots:
                 pipe.hgetall(self.day_key(market_id, day))
-            raws = await pipe.execute()
+            raws = await pipe.execute() if slots else []
         facts = {slot: _day_facts(raw) for slot, raw in zip(slots, raws, strict=True)}
+        if not with_cases:
+            return facts, {}
         wanted = [
             (market_id, case_id)
             for (market_id, _), day in facts.items()
@@ -233,6 +237,7 @@ def _day_facts(raw: dict[bytes, bytes]) -> MarketDayFacts:
         if kind == "b":
             b = booking(ref)
             b.created, b.priority, b.window_id = True, bool(value["p"]), value["w"]
+            b.vendor_id = value.get("v", "")
             b.starts_at, b.ends_at = float(value["s"]), float(value["e"])
         elif kind == "x":
             b = booking(ref)
@@ -253,6 +258,8 @@ def _day_facts(raw: dict[bytes, bytes]) -> MarketDayFacts:
             out.cases_closed.add(ref)
         elif kind == "cw":
             out.withdrawn_windows.add(ref)
+        elif kind == "dr":
+            out.draws[ref] = DrawFacts(frozenset(value["a"]), frozenset(value["w"]), value["n"])
     return out
 
 

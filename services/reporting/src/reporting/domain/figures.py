@@ -74,6 +74,8 @@ class BookingFacts:
     """What is known about one booking (any of it may be missing, in any order)."""
 
     created: bool = False
+    #: Empty for a booking recorded by a version that did not keep the vendor.
+    vendor_id: str = ""
     priority: bool = False
     window_id: str = ""
     starts_at: float = 0.0  # Unix seconds
@@ -83,6 +85,20 @@ class BookingFacts:
     checked_in_at: float | None = None
     no_show: bool = False
     ended_by_suspension: bool = False
+
+    @property
+    def stands(self) -> bool:
+        """Created and neither cancelled nor ended by a suspension (a no-show still stands)."""
+        return self.created and not (self.cancelled or self.ended_by_suspension)
+
+
+@dataclass(frozen=True)
+class DrawFacts:
+    """The outcome of one window's draw: who applied, who got a stall."""
+
+    applicants: frozenset[str]
+    winners: frozenset[str]
+    stalls: int = 0
 
 
 @dataclass(frozen=True)
@@ -128,6 +144,8 @@ class MarketDayFacts:
     cases_opened: dict[str, str] = field(default_factory=dict)
     cases_closed: set[str] = field(default_factory=set)
     withdrawn_windows: set[str] = field(default_factory=set)
+    #: Window id → its draw, for the windows of the day that had one.
+    draws: dict[str, DrawFacts] = field(default_factory=dict)
 
 
 def _rate(numerator: float, denominator: float) -> float | None:
@@ -302,7 +320,7 @@ def market_day_figures(
         out.cancellations += booking.cancelled
         out.late_cancellations += booking.cancelled and booking.late
         out.no_shows += booking.no_show
-        out.standing_bookings += not (booking.cancelled or booking.ended_by_suspension)
+        out.standing_bookings += booking.stands
         if booking.checked_in_at is not None:
             out.check_ins += 1
             for hour in _hours_in_use(booking, day):

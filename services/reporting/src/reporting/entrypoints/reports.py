@@ -1,17 +1,27 @@
-"""``/v1/reports``: the figures as JSON, CSV or XLSX, and the markets' live occupancy."""
+"""``/v1/reports``: the figures and the fairness figures as JSON, CSV or XLSX, and the markets'
+live occupancy."""
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from datetime import date, timedelta
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field, WithJsonSchema
 
 from contracts.catalogue import MARKET_ID_PATTERN, District
 from contracts.text import IsoDate
-from reporting.entrypoints.report_formats import CSV_TYPE, XLSX_TYPE, to_csv, to_xlsx
-from reporting.service_layer.reports import Report, Reports
+from reporting.domain.fairness import parse_week, week_label
+from reporting.entrypoints.report_formats import (
+    CSV_TYPE,
+    XLSX_TYPE,
+    fairness_csv,
+    fairness_xlsx,
+    to_csv,
+    to_xlsx,
+)
+from reporting.service_layer.reports import FairnessReport, Report, Reports
 from stallkit.auth import Principal, Role, require_role
 from stallkit.openapi import problems
 
@@ -89,6 +99,45 @@ class ReportOut(BaseModel):
     days: list[DayFiguresOut]
 
 
+class FairnessFiguresOut(BaseModel):
+    """The fairness figures of one scope over an ISO week (see the README for each definition)."""
+
+    gini: float | None = Field(
+        description="Gini coefficient of stall-days per active vendor (0: even; null: none)."
+    )
+    stall_days: int = Field(description="Bookings that stood (a no-show counts).")
+    priority_stall_days: int
+    priority_stall_day_share: float | None
+    active_vendors: int = Field(description="Vendors who booked or applied in a draw.")
+    vendors_served: int = Field(description="Active vendors with at least one stall-day.")
+    draws: int
+    applicants: int = Field(description="Distinct applicants of the week's draws.")
+    applicants_won: int = Field(description="Of them, those among the draws' winners.")
+    applicant_win_share: float | None
+
+
+class MarketFairnessOut(BaseModel):
+    """One market's fairness figures over the week."""
+
+    market_id: str
+    name_zh: str
+    name_en: str
+    district: str
+    figures: FairnessFiguresOut
+
+
+class FairnessOut(BaseModel):
+    """The fairness figures of the scope over an ISO week, in all and per market."""
+
+    scope: ScopeOut
+    week: str = Field(examples=["2026-W49"])
+    from_: date = Field(alias="from", description="The week's Monday.")
+    to: date = Field(description="The week's Sunday.")
+    generated_at: str
+    total: FairnessFiguresOut
+    markets: list[MarketFairnessOut]
+
+
 class LiveWindowOut(BaseModel):
     """The window running now."""
 
@@ -139,20 +188,55 @@ def _format(request: Request, asked: Format | None) -> Format:
     return "json"
 
 
-def _answer(report: Report, fmt: Format, name: str) -> Response | ReportOut:
+R = TypeVar("R", Report, FairnessReport)
+M = TypeVar("M", bound=BaseModel)
+
+
+def _answer(
+    report: R,
+    fmt: Format,
+    name: str,
+    *,
+    model: type[M],
+    csv: Callable[[R], bytes],
+    xlsx: Callable[[R], bytes],
+) -> Response | M:
     if fmt == "csv":
         return Response(
-            to_csv(report),
+            csv(report),
             media_type=f"{CSV_TYPE}; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
         )
     if fmt == "xlsx":
         return Response(
-            to_xlsx(report),
+            xlsx(report),
             media_type=XLSX_TYPE,
             headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'},
         )
-    return ReportOut.model_validate(report.as_json())
+    return model.model_validate(report.as_json())
+
+
+def _report_answer(report: Report, fmt: Format, name: str) -> Response | ReportOut:
+    return _answer(report, fmt, name, model=ReportOut, csv=to_csv, xlsx=to_xlsx)
+
+
+def _iso_week(value: Any) -> Any:
+    return parse_week(value) if isinstance(value, str) else value
+
+
+#: An ISO week written ``2026-W49``, as the date of its Monday.
+IsoWeek = Annotated[
+    date,
+    BeforeValidator(_iso_week),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^[0-9]{4}-W[0-9]{2}$",
+            "description": "ISO week, YYYY-Www (Monday to Sunday).",
+            "examples": ["2026-W49"],
+        }
+    ),
+]
 
 
 StaffDep = Annotated[Principal, require_role(Role.DISTRICT, Role.ADMIN)]
@@ -191,7 +275,7 @@ def reports_router(reports: Reports) -> APIRouter:
             last=day,
         )
         name = f"report-{report.scope.id or 'zhuhai'}-{day.isoformat()}"
-        return _answer(report, _format(request, format), name)
+        return _report_answer(report, _format(request, format), name)
 
     @router.get(
         "",
@@ -218,7 +302,40 @@ def reports_router(reports: Reports) -> APIRouter:
             last=last,
         )
         name = f"report-{report.scope.id or 'zhuhai'}-{first.isoformat()}-{last.isoformat()}"
-        return _answer(report, _format(request, format), name)
+        return _report_answer(report, _format(request, format), name)
+
+    @router.get(
+        "/fairness",
+        response_model=FairnessOut,
+        responses={**_FORMATS_DOC, **problems(422)},
+    )
+    async def fairness_report(
+        request: Request,
+        caller: StaffDep,
+        district: DistrictQuery = None,
+        week: Annotated[
+            IsoWeek | None, Query(description="ISO week, e.g. 2026-W49. Default: this week.")
+        ] = None,
+        format: FormatQuery = None,
+    ) -> Response | FairnessOut:
+        """How evenly a district's (or the city's) stalls went round in an ISO week: the Gini
+        coefficient of stall-days per active vendor, the priority groups' share of stall-days and
+        the draws' win share, in all and per market."""
+        if week is None:
+            today = reports.clock.today()
+            week = today - timedelta(days=today.weekday())
+        report = await reports.fairness(
+            caller, district=district.value if district else None, monday=week
+        )
+        name = f"fairness-{report.scope.id or 'zhuhai'}-{week_label(week)}"
+        return _answer(
+            report,
+            _format(request, format),
+            name,
+            model=FairnessOut,
+            csv=fairness_csv,
+            xlsx=fairness_xlsx,
+        )
 
     @router.get("/live", response_model=LiveOut)
     async def live_occupancy(caller: StaffDep, district: DistrictQuery = None) -> LiveOut:

@@ -15,6 +15,7 @@ from contracts.events import (
     CaseHandled,
     CaseOpened,
     CaseSentBack,
+    DrawCompleted,
     MarketChanged,
     MarketSuspensionDeclared,
     MarketSuspensionLifted,
@@ -78,6 +79,7 @@ class FactsProjector:
                     event.date,
                     f"b:{event.booking_id}",
                     {
+                        "v": event.vendor_id,
                         "p": event.priority,
                         "w": event.window_id,
                         "s": event.starts_at.timestamp(),
@@ -101,6 +103,18 @@ class FactsProjector:
                 await store.put_day(event.market_id, event.date, f"u:{event.booking_id}", 1)
             case WindowCancelled():
                 await store.put_day(event.market_id, event.date, f"cw:{event.window_id}", 1)
+            case DrawCompleted():
+                # One draw per window: a duplicate or a replay sets the same value again.
+                await store.put_day(
+                    event.market_id,
+                    event.date,
+                    f"dr:{event.window_id}",
+                    {
+                        "a": sorted(set(event.applicant_ids)),
+                        "w": sorted(set(event.winner_ids)),
+                        "n": event.stalls,
+                    },
+                )
             case ScanRecorded():
                 observed = event.observed_at or at
                 await store.put_day(

@@ -1,4 +1,5 @@
-"""Reports: the figures of a city, a district or a market over a day or a date range."""
+"""Reports: the figures of a city, a district or a market over a day or a date range, and the
+fairness figures of an ISO week."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from contracts.catalogue import DISTRICT_NAMES, District
 from reporting.adapters.facts_store import FactsStore
+from reporting.domain.fairness import FairnessTally, merged, tally, week_dates, week_label
 from reporting.domain.figures import (
     Figures,
     MarketFacts,
@@ -69,6 +71,48 @@ class Report:
                 for m, f in self.markets
             ],
             "days": [{"date": d.isoformat(), "figures": f.as_json()} for d, f in self.days],
+        }
+
+
+@dataclass
+class FairnessReport:
+    """The fairness figures of a scope over one ISO week: in all and per market."""
+
+    scope: ReportScope
+    monday: date
+    generated_at: datetime
+    total: FairnessTally
+    markets: list[tuple[MarketFacts, FairnessTally]]
+
+    @property
+    def week(self) -> str:
+        """The week as ``2026-W49``."""
+        return week_label(self.monday)
+
+    @property
+    def sunday(self) -> date:
+        """The week's last day."""
+        return self.monday + timedelta(days=6)
+
+    def as_json(self) -> dict[str, Any]:
+        """The report as JSON."""
+        return {
+            "scope": self.scope.as_json(),
+            "week": self.week,
+            "from": self.monday.isoformat(),
+            "to": self.sunday.isoformat(),
+            "generated_at": self.generated_at.isoformat(),
+            "total": self.total.as_json(),
+            "markets": [
+                {
+                    "market_id": m.market_id,
+                    "name_zh": m.name_zh,
+                    "name_en": m.name_en,
+                    "district": m.district,
+                    "figures": t.as_json(),
+                }
+                for m, t in self.markets
+            ],
         }
 
 
@@ -145,6 +189,24 @@ class Reports:
             total=total(f for _, f in by_market),
             markets=by_market,
             days=by_day,
+        )
+
+    async def fairness(
+        self, caller: Principal, *, district: str | None, monday: date
+    ) -> FairnessReport:
+        """The fairness figures of the caller's scope over the ISO week starting ``monday``."""
+        district = may_read(caller, district)
+        scope, markets = await self._scope(district, None)
+        days = week_dates(monday)
+        slots = [(m.market_id, d) for m in markets for d in days]
+        facts, _ = await self.store.days(slots, with_cases=False)
+        by_market = [(m, tally(facts[(m.market_id, d)] for d in days)) for m in markets]
+        return FairnessReport(
+            scope=scope,
+            monday=monday,
+            generated_at=self.clock.now(),
+            total=merged(t for _, t in by_market),
+            markets=by_market,
         )
 
     async def live(self, caller: Principal, district: str | None) -> dict[str, Any]:

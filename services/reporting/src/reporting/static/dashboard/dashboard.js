@@ -3,6 +3,7 @@
 //   GET /v1/reports/daily         the day's figures, per market
 //   GET /v1/reports               the last 14 days (on-time disposal rate over days)
 //   GET /v1/reports/live          the window running now in each market
+//   GET /v1/reports/fairness      the fairness figures of the selected date's ISO week
 //   GET /v1/feeds/{feed}/events   the live ticker (Server-Sent Events read with fetch, so that the
 //                                 token goes in a header; resumed with Last-Event-ID)
 // The token stays in this tab's sessionStorage; the language choice in localStorage.
@@ -45,6 +46,17 @@ const EN = {
   "fig.closure_rate": "Closure rate",
   "fig.satisfaction": "Satisfaction",
   figuresHint: "A rate shows “—” when the day has nothing to compute it from.",
+  fairnessTitle: "Fairness (this week)",
+  "fair.gini": "Gini of stall-days",
+  "fair.priority_stall_day_share": "Priority-group share of stall-days",
+  "fair.stall_days": "Stall-days",
+  "fair.active_vendors": "Active vendors",
+  "fair.vendors_served": "Vendors who got a stall",
+  "fair.draws": "Draws",
+  "fair.applicants": "Draw applicants",
+  "fair.applicant_win_share": "Applicants' win share",
+  fairnessHint:
+    "Over the ISO week (Monday to Sunday) of the selected date. A Gini of 0 means every active vendor (who booked or applied in a draw that week) had as many stall-days; towards 1, a few vendors had most of them.",
   liveTitle: "Live occupancy by market",
   "col.market": "Market",
   "col.window": "Window now",
@@ -123,6 +135,7 @@ const state = {
   me: null,
   daily: null,
   range: null,
+  fairness: null,
   live: null,
   charts: {},
   ticker: [],
@@ -269,6 +282,16 @@ function today() {
   return new Intl.DateTimeFormat("en-CA", { timeZone: TZ }).format(new Date());
 }
 
+function isoWeek(isoDate) {
+  // "2026-W49": the ISO week (Monday to Sunday) of a date; its Thursday names the year.
+  const [y, m, d] = isoDate.split("-").map(Number);
+  const day = new Date(Date.UTC(y, m - 1, d));
+  day.setUTCDate(day.getUTCDate() + 4 - (day.getUTCDay() || 7));
+  const year = day.getUTCFullYear();
+  const week = Math.ceil(((day - Date.UTC(year, 0, 1)) / 86_400_000 + 1) / 7);
+  return `${year}-W${String(week).padStart(2, "0")}`;
+}
+
 function daysBefore(isoDate, days) {
   const [y, m, d] = isoDate.split("-").map(Number);
   const moment = new Date(Date.UTC(y, m - 1, d - days));
@@ -295,12 +318,13 @@ async function load() {
   const { district, date } = chosen();
   setStatus("loading");
   try {
-    const [daily, range, live] = await Promise.all([
+    const [daily, range, live, fairness] = await Promise.all([
       api(`/v1/reports/daily?${query({ district, date })}`),
       api(`/v1/reports?${query({ district, from: daysBefore(date, TREND_DAYS - 1), to: date })}`),
       api(`/v1/reports/live?${query({ district })}`),
+      api(`/v1/reports/fairness?${query({ district, week: isoWeek(date) })}`),
     ]);
-    Object.assign(state, { daily, range, live });
+    Object.assign(state, { daily, range, live, fairness });
     setStatus("updated", { time: clock(new Date().toISOString()) });
     renderAll();
   } catch (error) {
@@ -342,6 +366,7 @@ function renderAll() {
   if (!state.me) return;
   renderStatus();
   renderFigures();
+  renderFairness();
   renderLive();
   renderCharts();
   renderTicker();
@@ -349,6 +374,7 @@ function renderAll() {
 
 function formatFigure(key, value) {
   if (value === null || value === undefined) return "—";
+  if (key === "gini") return value.toFixed(3);
   if (key.endsWith("_rate") || key.endsWith("_share") || key === "satisfaction") {
     return `${(value * 100).toFixed(2)} %`;
   }
@@ -361,6 +387,15 @@ function renderFigures() {
   const figures = state.daily.total;
   for (const dd of document.querySelectorAll("[data-figure]")) {
     dd.textContent = formatFigure(dd.dataset.figure, figures[dd.dataset.figure]);
+  }
+}
+
+function renderFairness() {
+  if (!state.fairness) return;
+  const { week, from, to, total } = state.fairness;
+  $("#fairness-week").textContent = `${week} · ${from}–${to}`;
+  for (const dd of document.querySelectorAll("[data-fairness]")) {
+    dd.textContent = formatFigure(dd.dataset.fairness, total[dd.dataset.fairness]);
   }
 }
 
