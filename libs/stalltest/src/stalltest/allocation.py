@@ -165,9 +165,13 @@ def make_settings(isolation: Isolation) -> Callable[..., AllocationSettings]:
 
 
 @contextlib.asynccontextmanager
-async def serve_seeded(isolation: Isolation) -> AsyncIterator[RunningAllocation]:
-    """The allocation service with the small catalogue loaded, clock at 10:00 on a Monday."""
-    async with serve(settings_for(isolation)) as running:
+async def serve_seeded(isolation: Isolation, **overrides: Any) -> AsyncIterator[RunningAllocation]:
+    """The allocation service with the small catalogue loaded, clock at 10:00 on a Monday.
+
+    First come, first served unless ``lottery=True`` is passed: most tests are of the booking
+    rules, which hold the same after a draw; the lottery has its own tests.
+    """
+    async with serve(settings_for(isolation, **{"lottery": False, **overrides})) as running:
         async with running.client(running.admin_token) as admin:
             response = await admin.put(
                 "/v1/admin/catalogue", json=small_catalogue().model_dump(mode="json")
@@ -204,8 +208,12 @@ async def store(request: pytest.FixtureRequest, infra: Infra) -> AsyncIterator[A
 
 @pytest.fixture
 async def allocation(store: Any, isolation: Isolation) -> Allocation:
-    """Allocation's stores and services on ``store``, the small catalogue loaded, Monday 10:00."""
-    built = bootstrap(settings_for(isolation), Clock(), store)
+    """Allocation's stores and services on ``store``, the small catalogue loaded, Monday 10:00.
+
+    First come, first served (the lottery off): these test the booking rules; the lottery,
+    which only decides who books before the draw, has its own tests.
+    """
+    built = bootstrap(settings_for(isolation, lottery=False), Clock(), store)
     await built.catalogue.import_catalogue(small_catalogue())
     set_now(built.clock, local(MONDAY, 10))
     return built

@@ -12,7 +12,13 @@ from faststream_fastapi import FastStreamAPI
 
 from allocation.bootstrap import bootstrap
 from allocation.config import AllocationSettings
-from allocation.entrypoints import http_admin, http_bookings, http_catalogue, http_vendors
+from allocation.entrypoints import (
+    http_admin,
+    http_bookings,
+    http_catalogue,
+    http_draws,
+    http_vendors,
+)
 from allocation.entrypoints.problems import install_problems
 from allocation.entrypoints.subscribers import register_subscribers
 from stallkit.outbox import OutboxRelay
@@ -78,6 +84,18 @@ def create_app(settings: AllocationSettings | None = None) -> FastStreamAPI:
 
         return _background(loop())
 
+    async def run_due_draws() -> Callable[[], Awaitable[None]]:
+        # Every replica looks; a draw's lease lets one run it (a crashed one is taken over).
+        async def loop() -> None:
+            while True:
+                try:
+                    await allocation.draws.run_due()
+                except Exception as exc:  # Redis away: the next round tries again
+                    log.warning("running due draws failed", extra={"error": repr(exc)})
+                await asyncio.sleep(settings.draw_poll_seconds)
+
+        return _background(loop())
+
     app = build_service(
         parts,
         title="Stall allocation 摊位预订",
@@ -89,10 +107,12 @@ def create_app(settings: AllocationSettings | None = None) -> FastStreamAPI:
             http_bookings.router,  # the hot path first: routes are matched in order
             http_vendors.router,
             http_vendors.jwks_router,
+            http_draws.router,
             http_catalogue.router,
             http_admin.router,
         ],
-        background=[index_earlier_bookings, start_relay, keep_catalogue_fresh],
+        background=[index_earlier_bookings, start_relay, keep_catalogue_fresh]
+        + ([run_due_draws] if settings.lottery else []),
     )
     install_problems(app._application)
     app._application.state.allocation = allocation

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 from argon2 import PasswordHasher
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from redis.asyncio import Redis
 
 from allocation.adapters.catalogue_store import CatalogueStore
+from allocation.adapters.draw_store import DrawStore
 from allocation.adapters.keys import Keys
 from allocation.adapters.ledger import Ledger
 from allocation.adapters.vendor_store import VendorStore
@@ -16,6 +18,7 @@ from allocation.config import AllocationSettings
 from allocation.domain import stall_codes
 from allocation.domain.rules import Policy
 from allocation.service_layer.bookings import BookingService
+from allocation.service_layer.draws import DrawService
 from allocation.service_layer.markets import MarketService
 from allocation.service_layer.vendors import VendorService
 from stallkit.clock import Clock
@@ -24,6 +27,7 @@ from stallkit.clock import Clock
 def policy_from(settings: AllocationSettings) -> Policy:
     """The booking policy the settings describe."""
     hour, minute = (int(x) for x in settings.priority_hold_release.split(":"))
+    draw_hour, draw_minute = (int(x) for x in settings.draw_time.split(":"))
     return Policy(
         weekly_cap=settings.weekly_cap,
         priority_horizon_days=settings.priority_horizon_days,
@@ -36,6 +40,9 @@ def policy_from(settings: AllocationSettings) -> Policy:
         no_show_limit=settings.no_show_limit,
         no_show_period_seconds=settings.no_show_period_days * 86400,
         no_show_suspension_seconds=settings.no_show_suspension_days * 86400,
+        lottery=settings.lottery,
+        draw_days_before=settings.draw_days_before,
+        draw_minute=draw_hour * 60 + draw_minute,
     )
 
 
@@ -53,6 +60,7 @@ class Allocation:
     vendor_service: VendorService
     bookings: BookingService
     markets: MarketService
+    draws: DrawService
     signing_key: Ed25519PrivateKey
 
 
@@ -84,6 +92,14 @@ def bootstrap(settings: AllocationSettings, clock: Clock, redis: Redis) -> Alloc
         source=source,
         max_suspension_days=settings.max_suspension_days,
     )
+    draws = DrawService(
+        DrawStore(redis, keys), bookings, catalogue, vendors, ledger, clock, policy, source=source
+    )
+
+    async def run_draw(market_id: str, day: date, window_id: str) -> None:
+        await draws.run(market_id, day, window_id)
+
+    bookings.run_draw = run_draw
     return Allocation(
         settings=settings,
         clock=clock,
@@ -101,5 +117,6 @@ def bootstrap(settings: AllocationSettings, clock: Clock, redis: Redis) -> Alloc
         ),
         bookings=bookings,
         markets=markets,
+        draws=draws,
         signing_key=stall_codes.private_key_from_seed(settings.stall_code_signing_key),
     )

@@ -75,6 +75,17 @@ class AllocationSettings(CommonSettings):
     login_lockout_minutes: int = Field(default=15, ge=1)
     argon2_time_cost: int = Field(default=2, ge=1)
     argon2_memory_kib: int = Field(default=19 * 1024, ge=8 * 1024)
+    lottery: bool = Field(
+        default=True,
+        description="Windows are applied for until their draw, then first come, first served.",
+    )
+    draw_time: str = Field(
+        default="20:00", pattern=r"^\d{2}:\d{2}$", description="Local time of the draw."
+    )
+    draw_days_before: int = Field(default=2, ge=1, description="The draw runs on D-n.")
+    draw_poll_seconds: float = Field(
+        default=5.0, gt=0, description="How often due draws are looked for."
+    )
 
     @field_validator("stall_code_signing_key", "token_signing_key")
     @classmethod

@@ -622,7 +622,9 @@ async def test_booking_not_found_for_another_vendor(svc: RunningAllocation) -> N
 
 
 async def test_rules_follow_the_settings(make_settings: Callable[..., AllocationSettings]) -> None:
-    settings = make_settings(weekly_cap=2, standard_horizon_days=1, free_cancel_hours=0)
+    settings = make_settings(
+        weekly_cap=2, standard_horizon_days=1, free_cancel_hours=0, lottery=False
+    )
     async with serve(settings) as other:
         async with admin(other) as a:
             loaded = await a.put(

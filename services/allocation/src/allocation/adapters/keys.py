@@ -110,3 +110,33 @@ class Keys:
     def no_shows(self, vendor_id: str) -> str:
         """Sorted set of a vendor's no-shows by time."""
         return self.k("noshows", vendor_id)
+
+    def draw(self, market_id: str, day: str, window_id: str) -> str:
+        """Hash of a window occurrence's draw: state, seed, commitment, salt, draw_at, inputs,
+        result (see ``draw_store``)."""
+        return self.k("draw", market_id, day, window_id)
+
+    def draw_applications(self, market_id: str, day: str, window_id: str) -> str:
+        """Hash vendor id -> application JSON of a window occurrence's draw."""
+        return self.k("dapps", market_id, day, window_id)
+
+    def draw_outcomes(self, market_id: str, day: str, window_id: str) -> str:
+        """Hash vendor id -> what the draw gave them (JSON): a booking, nothing, or void."""
+        return self.k("doutcomes", market_id, day, window_id)
+
+    def draw_lock(self, market_id: str, day: str, window_id: str) -> str:
+        """Lease of the replica running a draw."""
+        return self.k("dlock", market_id, day, window_id)
+
+    def draws_due(self) -> str:
+        """Sorted set of scheduled draws (``market|date|window``) by draw time."""
+        return self.k("draws", "due")
+
+    def vendor_applications(self, vendor_id: str) -> str:
+        """Hash ``market|date|window`` -> window span "start_ts,end_ts" of a vendor's
+        applications (overlap and weekly-cap checks, and the vendor's list)."""
+        return self.k("vapps", vendor_id)
+
+    def vendor_draw_history(self, vendor_id: str) -> str:
+        """Sorted set of the draws a vendor applied to (``market|date|window``) by draw time."""
+        return self.k("vdraws", vendor_id)

@@ -90,6 +90,11 @@ class BookingAttempt:
     #: BookingCreated as it leaves for a priority vendor and for a standard one.
     created_if_priority: OutboxEvent
     created_if_standard: OutboxEvent
+    #: The lottery: before ``draw_at`` the window is applied for, and first come after its
+    #: draw is done; a booking the draw itself makes (``from_draw``) passes.
+    lottery: bool = False
+    draw_at: float = 0.0
+    from_draw: bool = False
 
     @property
     def week(self) -> str:
@@ -120,6 +125,9 @@ class BookingAttempt:
             "hold_until": self.hold_until,
             "held": self.held,
             "total": self.total,
+            "lottery": self.lottery,
+            "draw_at": self.draw_at,
+            "from_draw": self.from_draw,
             "created": {
                 "priority": self.created_if_priority.fields(),
                 "standard": self.created_if_standard.fields(),
@@ -171,6 +179,7 @@ class Ledger:
             k.booking(attempt.booking_id),
             k.window_bookings(attempt.market_id, day, attempt.window_id),
             k.outbox(),
+            k.draw(attempt.market_id, day, attempt.window_id),
         ]
 
     async def book(self, attempt: BookingAttempt) -> Decision:

@@ -43,6 +43,12 @@ CODES: frozenset[str] = frozenset(
         "date_in_past",
         "date_out_of_range",
         "catalogue_conflict",
+        "applications_only",
+        "draw_pending",
+        "applications_closed",
+        "application_not_found",
+        "draw_not_found",
+        "overlapping_application",
     }
 )
 

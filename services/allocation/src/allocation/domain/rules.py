@@ -26,6 +26,10 @@ class Policy:
     no_show_limit: int = 3
     no_show_period_seconds: int = 30 * 86400
     no_show_suspension_seconds: int = 7 * 86400
+    #: Windows are applied for until their draw, then first come, first served.
+    lottery: bool = True
+    draw_days_before: int = 2
+    draw_minute: int = 20 * 60
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,11 @@ def occurrence(market: Market, window_id: str, day: date) -> WindowOccurrence:
 def booking_opens_at(day: date, horizon_days: int) -> datetime:
     """Local midnight of D-``horizon_days``: when booking for ``day`` opens."""
     return local_datetime(day - timedelta(days=horizon_days), 0)
+
+
+def draw_at(policy: Policy, day: date) -> datetime:
+    """When the draw of ``day``'s windows runs and their applications close (D-2 20:00)."""
+    return local_datetime(day - timedelta(days=policy.draw_days_before), policy.draw_minute)
 
 
 def priority_hold_ends_at(policy: Policy, day: date) -> datetime:

@@ -39,10 +39,28 @@ STATUS: dict[str, int] = {
     "invalid_date_range": 422,
     "date_in_past": 422,
     "date_out_of_range": 422,
+    "application_not_found": 404,
+    "draw_not_found": 404,
+    "draw_pending": 503,
 }
 
 MESSAGES: dict[str, tuple[str, str]] = {
     "stall_taken": ("该摊位此时段已被预订", "This stall is already booked for the window"),
+    "applications_only": (
+        "该时段摇号前只接受申请，摇号后剩余摊位先到先得",
+        "Until the draw this window takes applications; what remains after it is first come",
+    ),
+    "draw_pending": (
+        "该时段正在摇号，请稍后再试",
+        "The window's draw is running; try again shortly",
+    ),
+    "applications_closed": ("该时段申请已截止", "Applications for this window are closed"),
+    "application_not_found": ("找不到该申请", "Application not found"),
+    "draw_not_found": ("该时段没有摇号", "No draw for this window"),
+    "overlapping_application": (
+        "您已申请同一时间的其他时段",
+        "You already applied for a window at that time",
+    ),
     "overlapping_booking": ("您在该时间段已有其他预订", "You already hold a booking at that time"),
     "weekly_cap_reached": ("已达到本周预订上限", "Weekly booking limit reached"),
     "category_not_permitted": (

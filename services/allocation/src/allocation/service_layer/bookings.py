@@ -8,7 +8,7 @@ import functools
 import hashlib
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -32,6 +32,7 @@ from allocation.domain.rules import (
     booking_opens_at,
     cancellation_is_late,
     check_in_window,
+    draw_at,
     held_stall_count,
     no_show_period_start,
     no_show_suspension,
@@ -55,6 +56,9 @@ TRANSITION_ATTEMPTS = 5
 
 #: Builds the no-show event from the vendor's no-shows in the period and their suspension end.
 NoShowEvent = Callable[[int, datetime | None], OutboxEvent]
+
+#: Runs (or waits for) the draw of a window occurrence: market, date, window.
+DrawRunner = Callable[[str, date, str], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,9 @@ class BookingService:
         self.policy = policy
         self.source = source
         self.idempotency_ttl_seconds = idempotency_ttl_seconds
+        #: Set by the composition root: a booking that finds its window's draw not run yet
+        #: runs it (or waits for the replica running it), then tries again.
+        self.run_draw: DrawRunner | None = None
 
     def _outbox(self, event: Event, *, time: datetime, event_id: str | None = None) -> OutboxEvent:
         envelope = Envelope.wrap(event, source=self.source, time=time, event_id=event_id)
@@ -127,13 +134,23 @@ class BookingService:
         market = view.markets[stall.market_id]
         return stall, market, view.active_stall_count(market.id)
 
-    async def book(self, command: BookStall) -> tuple[Booking, bool]:
-        """Book, or replay an earlier identical request; returns (booking, replayed)."""
-        for attempt in range(2):
-            decision, booking = await self._try_book(command)
-            if decision.outcome == "err" and decision.value == "stale" and attempt == 0:
+    async def book(self, command: BookStall, *, from_draw: bool = False) -> tuple[Booking, bool]:
+        """Book, or replay an earlier identical request; returns (booking, replayed).
+
+        ``from_draw``: a lottery winner's booking, made by the draw itself.
+        """
+        stale = drawn = False
+        while True:
+            decision, booking = await self._try_book(command, from_draw=from_draw)
+            if decision.outcome == "err" and decision.value == "stale" and not stale:
+                stale = True
                 await self.catalogue.refresh(force=True)
                 continue
+            if decision.outcome == "err" and decision.value == "draw_pending" and not drawn:
+                drawn = True
+                if self.run_draw is not None:
+                    await self.run_draw(booking.market_id, booking.date, booking.window_id)
+                    continue
             break
         if decision.outcome == "replay":
             replayed = await self.ledger.get(decision.value)
@@ -156,9 +173,14 @@ class BookingService:
             return BookingRejected(code, decision.extra[0], reason=decision.extra[0])
         if code == "overlapping_booking" and decision.extra:
             return BookingRejected(code, conflicting_booking=decision.extra[0])
+        if code == "applications_only" and decision.extra:
+            until = datetime.fromtimestamp(float(decision.extra[0]), tz=UTC)
+            return BookingRejected(code, draw_at=until.isoformat())
         return BookingRejected(code)
 
-    async def _try_book(self, command: BookStall) -> tuple[Decision, Booking]:
+    async def _try_book(
+        self, command: BookStall, *, from_draw: bool = False
+    ) -> tuple[Decision, Booking]:
         stall, market, active_stalls = await self._placement(command.stall_id)
         occ = occurrence(market, command.window_id, command.date)
         now = self.clock.now()
@@ -203,8 +225,12 @@ class BookingService:
             body_hash=command.body_hash(),
             idempotency_ttl=self.idempotency_ttl_seconds,
             weekly_cap=self.policy.weekly_cap,
-            opens_priority=booking_opens_at(day, self.policy.priority_horizon_days).timestamp(),
-            opens_standard=booking_opens_at(day, self.policy.standard_horizon_days).timestamp(),
+            opens_priority=0.0
+            if from_draw
+            else booking_opens_at(day, self.policy.priority_horizon_days).timestamp(),
+            opens_standard=0.0
+            if from_draw
+            else booking_opens_at(day, self.policy.standard_horizon_days).timestamp(),
             hold_until=priority_hold_ends_at(self.policy, day).timestamp(),
             held=held_stall_count(self.policy, active_stalls),
             total=active_stalls,
@@ -212,6 +238,9 @@ class BookingService:
                 created.model_copy(update={"priority": True}), time=now, event_id=event_id
             ),
             created_if_standard=self._outbox(created, time=now, event_id=event_id),
+            lottery=self.policy.lottery,
+            draw_at=draw_at(self.policy, day).timestamp(),
+            from_draw=from_draw,
         )
         decision = await self.ledger.book(attempt)
         if decision.outcome == "ok":

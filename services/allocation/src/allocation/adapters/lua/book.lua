@@ -5,7 +5,7 @@
 -- in the order of BOOK_KEYS in ledger.py:
 local idem, vendor, stall, window, suspended = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local claim, counts, active, vbookings, vweek = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
-local booking, wbookings, outbox = KEYS[11], KEYS[12], KEYS[13]
+local booking, wbookings, outbox, draw = KEYS[11], KEYS[12], KEYS[13], KEYS[14]
 -- ARGV[1] is one JSON object of named inputs (BookingAttempt.inputs in ledger.py). The event
 -- is rendered and validated in Python twice, for a priority and a standard vendor; the script
 -- picks one and appends it as it is (never re-encoded).
@@ -40,6 +40,12 @@ if reason then return {'err', 'market_suspended', reason} end
 if now >= a.ends_at then return {'err', 'window_passed'} end
 if now < (priority and a.opens_priority or a.opens_standard) then
   return {'err', 'outside_booking_horizon'}
+end
+
+-- 5b. the lottery: until the draw the window is applied for; first come once it is drawn
+if a.lottery and not a.from_draw then
+  if now < a.draw_at then return {'err', 'applications_only', tostring(a.draw_at)} end
+  if redis.call('HGET', draw, 'state') ~= 'done' then return {'err', 'draw_pending'} end
 end
 
 -- 6. category permit and health certificate (valid through its expiry date)

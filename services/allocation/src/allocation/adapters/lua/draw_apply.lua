@@ -1,0 +1,43 @@
+-- A vendor's application to a draw (new, or changed preferences), while the draw is open.
+-- KEYS: draw, applications, vendor_applications, vendor_active, vendor_week, vendor_history.
+-- ARGV[1]: JSON {vendor_id, member, starts_at, ends_at, week, application, weekly_cap,
+-- draw_at}.
+-- A vendor's pending applications are kept as member -> "start_ts,end_ts,week" so that one body
+-- is in one place (no two overlapping applications, none overlapping an active booking) and
+-- applications and bookings together stay within the weekly cap.
+-- Returns {'ok', 'created'|'updated'} or {'err', code[, detail]}.
+local draw, apps, vapps, active, vweek = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local history = KEYS[6]
+local a = cjson.decode(ARGV[1])
+local state = redis.call('HGET', draw, 'state')
+if not state then return {'err', 'draw_not_found'} end
+if state ~= 'open' then return {'err', 'applications_closed'} end
+local existing = redis.call('HEXISTS', apps, a.vendor_id) == 1
+if not existing then
+  local function span(text)
+    local c1 = string.find(text, ',', 1, true)
+    local c2 = string.find(text, ',', c1 + 1, true)
+    local s = tonumber(string.sub(text, 1, c1 - 1))
+    local e = tonumber(string.sub(text, c1 + 1, (c2 or 0) - 1))
+    return s, e, c2 and string.sub(text, c2 + 1) or nil
+  end
+  local mine = redis.call('HGETALL', vapps)
+  local same_week = 0
+  for i = 1, #mine, 2 do
+    local s, e, week = span(mine[i + 1])
+    if s < a.ends_at and e > a.starts_at then return {'err', 'overlapping_application', mine[i]} end
+    if week == a.week then same_week = same_week + 1 end
+  end
+  local spans = redis.call('HGETALL', active)
+  for i = 1, #spans, 2 do
+    local s, e = span(spans[i + 1])
+    if s < a.ends_at and e > a.starts_at then return {'err', 'overlapping_booking', spans[i]} end
+  end
+  if redis.call('SCARD', vweek) + same_week >= a.weekly_cap then
+    return {'err', 'weekly_cap_reached'}
+  end
+end
+redis.call('HSET', apps, a.vendor_id, a.application)
+redis.call('HSET', vapps, a.member, a.starts_at .. ',' .. a.ends_at .. ',' .. a.week)
+redis.call('ZADD', history, a.draw_at, a.member)
+return {'ok', existing and 'updated' or 'created'}
