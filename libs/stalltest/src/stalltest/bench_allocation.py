@@ -29,7 +29,7 @@ from redis.asyncio import Redis
 from allocation.adapters.keys import Keys
 from allocation.adapters.vendor_store import VendorStore
 from allocation.domain.model import PriorityGroup, Vendor
-from contracts.catalogue import Category
+from contracts.catalogue import Catalogue, Category
 from contracts.seed import load_catalogue
 from stallctl import procs
 from stallkit.auth import Role
@@ -165,15 +165,26 @@ async def _wait_ready(url: str, timeout: float = 60) -> None:
     raise TimeoutError(f"{url} not ready")
 
 
+async def _load_catalogue(url: str, now: datetime) -> None:
+    admin = dev_token(Role.ADMIN, "bench", now=now, ttl_seconds=86400)
+    async with httpx.AsyncClient(timeout=60) as client:
+        response = await client.put(
+            f"{url}/v1/admin/catalogue",
+            json=load_catalogue().model_dump(mode="json"),
+            headers={"Authorization": f"Bearer {admin}"},
+        )
+        response.raise_for_status()
+
+
 def _next_monday_9am() -> datetime:
     today = datetime.now(MARKET_TZ).date()
     monday = today + timedelta(days=7 - today.weekday())
     return datetime(monday.year, monday.month, monday.day, 9, tzinfo=MARKET_TZ)
 
 
-async def _vendors(redis_url: str, count: int, now: datetime) -> list[str]:
+async def _vendors(redis_url: str, count: int, now: datetime, prefix: str = "") -> list[str]:
     redis = Redis.from_url(redis_url)
-    store = VendorStore(redis, Keys(""))
+    store = VendorStore(redis, Keys(prefix))
     ids = []
     for i in range(count):
         vendor = Vendor(
@@ -194,11 +205,15 @@ async def _vendors(redis_url: str, count: int, now: datetime) -> list[str]:
 
 async def run(
     seconds: int, concurrency: int, fsync_policies: list[str]
-) -> tuple[Result, list[Result]]:
-    """Start everything, measure the bare endpoint and the booking path, stop everything.
+) -> tuple[Result, list[Result], Result]:
+    """Start everything, measure the bare endpoint, the booking and the application paths.
 
     Redis keeps an append-only file as in production; the booking path is measured once per
-    ``appendfsync`` policy (switched with CONFIG SET between runs, each run on its own days).
+    ``appendfsync`` policy (switched with CONFIG SET between runs, each run on its own days),
+    first come (``ALLOCATION_LOTTERY=false``: with the lottery on, a window is booked first come
+    only after its draw, and the booking script is the same but for one read of the draw's
+    state). The application path (the lottery on, its own key prefix) is measured last, under
+    the last policy, on the windows whose applications are open.
     """
     work = Path(tempfile.mkdtemp(prefix="alloc-bench-"))
     kafka_port, redis_port, alloc_port, bare_port = (procs.free_port() for _ in range(4))
@@ -211,6 +226,7 @@ async def run(
         "STALL_LOG_LEVEL": "WARNING",
         "ALLOCATION_WEEKLY_CAP": "7",
         "ALLOCATION_PRIORITY_HORIZON_DAYS": str(HORIZON_DAYS),
+        "ALLOCATION_LOTTERY": "false",
     }
     uvicorn = [sys.executable, "-m", "uvicorn", "--no-access-log", "--log-level", "warning"]
     children = [
@@ -244,14 +260,7 @@ async def run(
         await _wait_ready(f"{alloc}/readyz")
         await _wait_ready(f"http://127.0.0.1:{bare_port}/docs")
         catalogue = load_catalogue()
-        admin = dev_token(Role.ADMIN, "bench", now=now, ttl_seconds=86400)
-        async with httpx.AsyncClient(timeout=60) as client:
-            response = await client.put(
-                f"{alloc}/v1/admin/catalogue",
-                json=catalogue.model_dump(mode="json"),
-                headers={"Authorization": f"Bearer {admin}"},
-            )
-            response.raise_for_status()
+        await _load_catalogue(alloc, now)
         daily_evening = {
             m.id
             for m in catalogue.markets
@@ -293,10 +302,64 @@ async def run(
                 )
         finally:
             await redis.aclose()
-        return bare, bookings
+        applications = await _applications(
+            env, work, children, now, stalls, catalogue_markets(catalogue), concurrency, seconds
+        )
+        return bare, bookings, applications
     finally:
         for child in reversed(children):
             procs.stop(child)
+
+
+def catalogue_markets(catalogue: Catalogue) -> dict[str, str]:
+    """Stall id -> market id."""
+    return {s.id: s.market_id for s in catalogue.stalls}
+
+
+async def _applications(
+    env: dict[str, str],
+    work: Path,
+    children: list[subprocess.Popen[bytes]],
+    now: datetime,
+    stalls: list[str],
+    market_of: dict[str, str],
+    concurrency: int,
+    seconds: int,
+) -> Result:
+    """``POST /v1/applications`` with the lottery on: vendor i applies for stall i's evening on
+    each day whose applications are open (Wednesday to next Monday from Monday 09:00); applying
+    again to a window changes the ranking, so every request can succeed."""
+    port = procs.free_port()
+    lottery_env = {**env, "ALLOCATION_LOTTERY": "true", "STALL_REDIS_PREFIX": "lottery:"}
+    uvicorn = [sys.executable, "-m", "uvicorn", "--no-access-log", "--log-level", "warning"]
+    children.append(
+        procs.spawn(
+            [*uvicorn, "allocation.app:app", "--port", str(port)],
+            env=lottery_env,
+            log_path=work / "allocation-lottery.log",
+        )
+    )
+    url = f"http://127.0.0.1:{port}"
+    await _wait_ready(f"{url}/readyz")
+    await _load_catalogue(url, now)
+    vendors = await _vendors(env["REDIS_URL"], len(stalls), now, prefix="lottery:")
+    tokens = [dev_token(Role.VENDOR, v, now=now, ttl_seconds=86400) for v in vendors]
+    request_file = work / "applications.tsv"
+    with request_file.open("w") as out:
+        for offset in range(2, 8):
+            day = (now + timedelta(days=offset)).date()
+            for i, stall in enumerate(stalls):
+                body = {"market_id": market_of[stall], "date": day.isoformat(),
+                        "window_id": "evening", "stall_ids": [stall]}  # fmt: skip
+                out.write(f"{tokens[i]}\t{json.dumps(body)}\n")
+    wrk("warm-up", f"{url}/v1/applications", request_file, seconds=2, concurrency=concurrency)
+    return wrk(
+        "POST /v1/applications",
+        f"{url}/v1/applications",
+        request_file,
+        seconds=seconds,
+        concurrency=concurrency,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -313,7 +376,7 @@ def main(argv: list[str] | None = None) -> None:
     policies = [p.strip() for p in args.fsync.split(",") if p.strip()]
     if not policies or not set(policies) <= {"no", "everysec", "always"}:
         parser.error("--fsync takes no, everysec and/or always")
-    bare, bookings = asyncio.run(run(args.seconds, args.concurrency, policies))
+    bare, bookings, applications = asyncio.run(run(args.seconds, args.concurrency, policies))
     print(
         f"\nallocation booking benchmark: wrk, {args.concurrency} connections, "
         f"{args.seconds} s each, one uvicorn worker each, same machine, same run, "
@@ -328,6 +391,14 @@ def main(argv: list[str] | None = None) -> None:
             f"appendfsync {policy:<8}: {booking.succeeded / booking.seconds:.0f} bookings/s, "
             f"booking/bare throughput ratio {ratio:.2f} (aim: >= 0.50)"
         )
+    print(applications.line())
+    print(
+        f"applications (lottery, appendfsync {policies[-1]}): "
+        f"{applications.succeeded / applications.seconds:.0f} applications/s, "
+        f"application/bare ratio {applications.throughput / bare.throughput:.2f}, "
+        f"application/booking ratio {applications.throughput / bookings[-1].throughput:.2f} "
+        "(aim: >= 1.00)"
+    )
 
 
 if __name__ == "__main__":

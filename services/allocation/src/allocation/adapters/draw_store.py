@@ -133,7 +133,8 @@ class DrawStore:
         draw, apps, _ = self._keys(market_id, day, window_id)
         k = self.keys
         keys = [draw, apps, k.vendor_applications(vendor_id), k.vendor_active(vendor_id),
-                k.vendor_week(vendor_id, week), k.vendor_draw_history(vendor_id)]  # fmt: skip
+                k.vendor_week(vendor_id, week), k.vendor_draw_history(vendor_id),
+                k.suspended(market_id, day.isoformat())]  # fmt: skip
         inputs = {
             "vendor_id": vendor_id,
             "member": member(market_id, day, window_id),

@@ -100,6 +100,8 @@ class DrawService:
         self.policy = policy
         self.source = source
         self.replica = uuid.uuid4().hex[:12]
+        #: Draws seen scheduled (their salt, commitment and time do not change).
+        self._known: dict[str, DrawRecord] = {}
 
     # -- the window -------------------------------------------------------------------------
 
@@ -124,6 +126,7 @@ class DrawService:
         """The draw, scheduled now (seed drawn, commitment published) if it was not."""
         record = await self.store.get(market_id, day, window_id)
         if record is not None:
+            self._known[member(market_id, day, window_id)] = record
             return record
         seed = secrets.token_hex(32)
         commitment = seed_commitment(seed)
@@ -164,10 +167,6 @@ class DrawService:
         closes = draw_at(self.policy, command.date)
         if now >= closes:
             raise rejected("applications_closed", draw_at=closes.isoformat())
-        if await self.store.redis.exists(
-            self.store.keys.suspended(market.id, command.date.isoformat())
-        ):
-            raise rejected("market_suspended")
         view = self.catalogue.view
         for stall_id in command.stall_ids:
             stall = view.stalls.get(stall_id)
@@ -181,7 +180,12 @@ class DrawService:
             if s.market_id == market.id and s.active
         ):
             raise rejected("category_not_permitted")
-        record = await self._scheduled(market.id, command.date, command.window_id)
+        # What an application needs of the draw (salt, commitment, time) never changes once it
+        # is scheduled: read once per replica; the script checks the draw is still open.
+        name = member(market.id, command.date, command.window_id)
+        record = self._known.get(name) or await self._scheduled(
+            market.id, command.date, command.window_id
+        )
         application = {
             "stall_ids": list(command.stall_ids),
             "applied_at": now.isoformat(),
@@ -196,9 +200,22 @@ class DrawService:
         if decision.outcome == "err":
             extra = {"conflicting": decision.extra[0]} if decision.extra else {}
             raise rejected(decision.value, **extra)
-        return await self.view(vendor.id, member(market.id, command.date, command.window_id)), (
-            decision.value == "created"
-        )
+        answer = {
+            "market_id": market.id,
+            "date": command.date,
+            "window_id": command.window_id,
+            **application,
+            "status": "pending",
+            "booking_id": None,
+            "stall_id": None,
+            "reason": None,
+            "draw": {
+                "state": "open",
+                "draw_at": datetime.fromtimestamp(record.draw_at, tz=UTC),
+                "commitment": record.commitment,
+            },
+        }
+        return answer, decision.value == "created"
 
     async def withdraw(self, vendor_id: str, market_id: str, day: date, window_id: str) -> None:
         """Withdraw an application while the draw is open."""

@@ -1,5 +1,6 @@
 -- A vendor's application to a draw (new, or changed preferences), while the draw is open.
--- KEYS: draw, applications, vendor_applications, vendor_active, vendor_week, vendor_history.
+-- KEYS: draw, applications, vendor_applications, vendor_active, vendor_week, vendor_history,
+-- suspended (the market's suspension on the date).
 -- ARGV[1]: JSON {vendor_id, member, starts_at, ends_at, week, application, weekly_cap,
 -- draw_at}.
 -- A vendor's pending applications are kept as member -> "start_ts,end_ts,week" so that one body
@@ -7,11 +8,12 @@
 -- applications and bookings together stay within the weekly cap.
 -- Returns {'ok', 'created'|'updated'} or {'err', code[, detail]}.
 local draw, apps, vapps, active, vweek = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local history = KEYS[6]
+local history, suspended = KEYS[6], KEYS[7]
 local a = cjson.decode(ARGV[1])
 local state = redis.call('HGET', draw, 'state')
 if not state then return {'err', 'draw_not_found'} end
 if state ~= 'open' then return {'err', 'applications_closed'} end
+if redis.call('EXISTS', suspended) == 1 then return {'err', 'market_suspended'} end
 local existing = redis.call('HEXISTS', apps, a.vendor_id) == 1
 if not existing then
   local function span(text)
