@@ -72,7 +72,12 @@ def test_a_tally_counts_stall_days_per_active_vendor() -> None:
         },
         draws={"evening": DrawFacts(frozenset({"a", "b", "d"}), frozenset({"a", "b"}), 2)},
     )
-    tuesday = MarketDayFacts(bookings={"b7": booking("a")})
+    # A window booked after its draw time with nobody applying: allocation completed an empty
+    # draw for it, which is no draw.
+    tuesday = MarketDayFacts(
+        bookings={"b7": booking("a")},
+        draws={"evening": DrawFacts(frozenset(), frozenset(), 20)},
+    )
     t = tally([monday, tuesday])
     assert t.stall_days_by_vendor == {"a": 3, "b": 1, "c": 0, "d": 0}
     assert t.as_json() == {

@@ -69,7 +69,9 @@ class FairnessTally:
             if booking.vendor_id:  # recorded by an earlier version: no vendor to count it for
                 per_vendor[booking.vendor_id] = per_vendor.get(booking.vendor_id, 0) + stands
         for draw in facts.draws.values():
-            self.draws += 1
+            # Allocation completes a draw for every window booked after its draw time, also
+            # when nobody applied: only those with applicants were draws in any real sense.
+            self.draws += bool(draw.applicants)
             self.applicants |= draw.applicants
             self.winners |= draw.winners
             for vendor_id in draw.applicants:
