@@ -283,6 +283,10 @@ def fake_redis() -> FakeRedis:
     return FakeRedis()
 
 
+#: How long test servers keep an idle connection (longer than any wait in a test).
+KEEP_ALIVE_SECONDS = 600
+
+
 @pytest.fixture
 async def serve() -> AsyncIterator[Callable[[Any], Awaitable[httpx.AsyncClient]]]:
     """Serve ASGI apps with uvicorn on free ports; each call returns a client once ready."""
@@ -291,7 +295,16 @@ async def serve() -> AsyncIterator[Callable[[Any], Awaitable[httpx.AsyncClient]]
     async def start(app: Any) -> httpx.AsyncClient:
         port = procs.free_port()
         server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+            # A test may leave its client idle longer than uvicorn's 5 s keep-alive; a server
+            # closing the connection just as the client reuses it is a ReadError, not a finding.
+            uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=port,
+                log_config=None,
+                access_log=False,
+                timeout_keep_alive=KEEP_ALIVE_SECONDS,
+            )
         )
         task = asyncio.create_task(server.serve())
         client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5.0)

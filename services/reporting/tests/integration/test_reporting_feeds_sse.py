@@ -28,6 +28,7 @@ from reporting.app import create_app
 from reporting.config import ReportingSettings
 from stallkit.auth import AUDIENCES, Role
 from stallkit.messaging import publish_event
+from stalltest.plugin import KEEP_ALIVE_SECONDS
 from stalltest.sse import SseEvent, SseReader
 from stalltest.tokens import bearer, dev_token
 
@@ -103,7 +104,11 @@ async def running(app: Any, *, send_buffer: int | None = None) -> AsyncIterator[
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, log_config=None, access_log=False, timeout_keep_alive=KEEP_ALIVE_SECONDS
+        )
+    )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10.0)
     try:
