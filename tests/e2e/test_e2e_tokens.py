@@ -7,12 +7,14 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from stallctl.runtime import SERVICES
+from stalltest.allocation import register_vendor_sync
 
 pytestmark = pytest.mark.e2e
 
@@ -29,9 +31,11 @@ def stallctl_token(*args: str) -> str:
 
 
 def test_stallctl_tokens_and_vendor_logins_are_accepted_where_they_are_meant(
-    runner_factory: Any,
+    runner_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runner = runner_factory()
+    sms_outbox = tmp_path / "sms-outbox.jsonl"  # where the registration code is texted
+    monkeypatch.setenv("ALLOCATION_SMS_OUTBOX", str(sms_outbox))
     runner.start()
     runner.wait_ready()
     runner.wait_banner()  # seeding with the runtime's own admin token worked
@@ -48,20 +52,12 @@ def test_stallctl_tokens_and_vendor_logins_are_accepted_where_they_are_meant(
             assert narrow.status_code == expected, (svc, narrow.text)
 
         allocation = runner.url("allocation")
-        vendor = {
-            "name": "陈小梅",
-            "phone": "13900002222",
-            "password": "password123",
-            "categories": ["cooked_food"],
-            "health_certificate_expires": "2099-01-01",
-        }
-        assert client.post(allocation + "/v1/vendors", json=vendor).status_code == 201
-        login = client.post(
-            allocation + "/v1/auth/token",
-            data={"username": vendor["phone"], "password": vendor["password"]},
-        )
-        assert login.status_code == 200, login.text
-        token = login.json()["access_token"]
+        with httpx.Client(base_url=allocation, timeout=10.0) as vendor_client:
+            token = register_vendor_sync(
+                vendor_client, sms_outbox, name="陈小梅", phone="13900002222",
+                password="password123", categories=["cooked_food"],
+                health_certificate_expires="2099-01-01",
+            ).token  # fmt: skip
         assert client.get(allocation + "/v1/vendors/me", headers=_bearer(token)).status_code == 200
         windows = client.get(runner.url("windows") + "/v1/auth/whoami", headers=_bearer(token))
         assert (windows.status_code, windows.json()["code"]) == (401, "wrong_audience")

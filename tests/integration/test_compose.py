@@ -32,6 +32,9 @@ SECRETS = {
     "ALLOCATION_STALL_CODE_SIGNING_KEY": "ZHVtbXktc2VlZC1mb3ItY29uZmlnLWNoZWNrLTMyYg==",
     "INSPECTION_STALL_CODE_PUBLIC_KEY": "ZHVtbXktcHVibGljLWtleS1mb3ItY29uZmlnLWNoZWM=",
     "INSPECTION_SUBJECT_SALT": "5b1e0c7d9a2f4e68b3c1d0e9f8a7b6c5",
+    "ALLOCATION_IDENTITY_SALT": "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b",
+    "ALLOCATION_SMS_GATEWAY_URL": "https://sms.example.gov.cn/send",
+    "ALLOCATION_SMS_GATEWAY_TOKEN": "0a1b2c3d4e5f60718293a4b5c6d7e8f9",
 }
 #: Retired: its value must not reach any service.
 RETIRED = {"STALL_JWT_SECRET": "an-old-shared-jwt-secret-nobody-should-use"}

@@ -38,6 +38,7 @@ from stallctl import procs
 from stallkit.auth import Role
 from stallkit.clock import MARKET_TZ
 from stallkit.messaging import ensure_topics
+from stalltest.allocation import register_vendor, verify_claims
 from stalltest.plugin import Infra, Isolation
 from stalltest.tokens import bearer, dev_token
 from windows.app import create_app as create_windows
@@ -76,6 +77,7 @@ class System:
     vendor_id: str
     booking_id: str
     suspension_id: str
+    claim_ids: list[str]
 
     def token(self, role: Role) -> str:
         """A token of ``role`` as its real issuer makes it (development keys)."""
@@ -91,6 +93,8 @@ class System:
             "stall_id": [f"{MARKET}-A017", f"{MARKET}-B001"],
             "booking_id": [self.booking_id],
             "suspension_id": [self.suspension_id],
+            "vendor_id": [self.vendor_id],
+            "claim_id": self.claim_ids,
         }
         lines = []
         for name, values in real.items():
@@ -138,8 +142,9 @@ async def serving(app: Any) -> AsyncIterator[str]:
         await asyncio.wait_for(task, 30)
 
 
-async def _seed(urls: dict[str, str]) -> System:
-    """Catalogue, a vendor (registered, then logged in), a booking and a suspension."""
+async def _seed(urls: dict[str, str], sms_outbox: Path) -> System:
+    """Catalogue, a vendor (registered with the texted code, logged in, its claims verified),
+    a booking and a suspension."""
     allocation, windows = urls["allocation"], urls["windows"]
     admin = bearer(dev_token(Role.ADMIN, "admin-1"))
     tomorrow = datetime.now(MARKET_TZ).date() + timedelta(days=1)
@@ -147,18 +152,14 @@ async def _seed(urls: dict[str, str]) -> System:
         catalogue = small_catalogue().model_dump(mode="json")
         imported = await client.put("/v1/admin/catalogue", json=catalogue, headers=admin)
         assert imported.status_code == 200, imported.text
-        registration = {
-            "name": "陈小梅", "phone": "13900001111", "password": "password123",
-            "categories": ["cooked_food", "daily_goods"],
-            "health_certificate_expires": "2099-01-01",
-        }  # fmt: skip
-        registered = await client.post("/v1/vendors", json=registration)
-        assert registered.status_code == 201, registered.text
-        login = await client.post(
-            "/v1/auth/token", data={"username": "13900001111", "password": "password123"}
-        )
-        assert login.status_code == 200, login.text
-        vendor = {**bearer(login.json()["access_token"]), "Idempotency-Key": uuid.uuid4().hex}
+        registered = await register_vendor(
+            client, sms_outbox, name="陈小梅", phone="13900001111", password="password123",
+            categories=["cooked_food", "daily_goods"], health_certificate_expires="2099-01-01",
+        )  # fmt: skip
+        staff = httpx.AsyncClient(base_url=allocation, timeout=30, headers=admin)
+        async with staff:
+            claims = await verify_claims(staff, registered.id)
+        vendor = {**bearer(registered.token), "Idempotency-Key": uuid.uuid4().hex}
         booking = {"stall_id": f"{MARKET}-A017", "date": tomorrow.isoformat(),
                    "window_id": "evening"}  # fmt: skip
         booked = await client.post("/v1/bookings", json=booking, headers=vendor)
@@ -178,21 +179,26 @@ async def _seed(urls: dict[str, str]) -> System:
             raise TimeoutError("windows never saw the catalogue")
     return System(
         urls=urls,
-        vendor_id=registered.json()["id"],
+        vendor_id=registered.id,
         booking_id=booked.json()["id"],
         suspension_id=suspended.json()["suspension_id"],
+        claim_ids=[c["id"] for c in claims["claims"]],
     )
 
 
 @pytest.fixture(scope="module")
-async def system(infra: Infra) -> AsyncIterator[System]:
+async def system(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[System]:
     """The four services on one prefix, with allocation seeded; once for the module."""
     tag = uuid.uuid4().hex[:10]
     isolation = Isolation(infra=infra, topic_prefix=f"t{tag}.", redis_prefix=f"t{tag}:")
     env = {k.lower(): v for k, v in isolation.env().items()} | {"log_level": "WARNING"}
+    sms_outbox = tmp_path_factory.mktemp("sms") / "outbox.jsonl"
+    texts = {"sms_outbox": str(sms_outbox)}
     await ensure_topics(infra.kafka_bootstrap, isolation.topic_prefix)
     factories: dict[str, Callable[[], Any]] = {
-        "allocation": lambda: create_allocation(AllocationSettings.model_validate(env | CHEAP)),
+        "allocation": lambda: create_allocation(
+            AllocationSettings.model_validate(env | CHEAP | texts)
+        ),
         "windows": lambda: create_windows(WindowsSettings.model_validate(env)),
         "inspection": lambda: create_inspection(InspectionSettings.model_validate(env)),
         "reporting": lambda: create_reporting(ReportingSettings.model_validate(env)),
@@ -202,7 +208,7 @@ async def system(infra: Infra) -> AsyncIterator[System]:
             name: await stack.enter_async_context(serving(make()))
             for name, make in factories.items()
         }
-        yield await _seed(urls)
+        yield await _seed(urls, sms_outbox)
 
 
 def _schemathesis(url: str, token: str | None, config: Path) -> list[str]:

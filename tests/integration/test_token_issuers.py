@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from stallctl.cli import app as stallctl
 from stallkit.auth import Role
 from stallkit.keys import Issuer, new_seed
-from stalltest.allocation import serve, settings_for, small_catalogue
+from stalltest.allocation import register_vendor, serve, settings_for, small_catalogue
 from stalltest.plugin import Isolation
 from stalltest.tokens import bearer, dev_token
 
@@ -51,17 +51,12 @@ async def test_issuers_jwks_verify_their_tokens_and_the_services_accept_them(
         assert served.json() == json.loads(vendor_jwks)  # what keygen printed: public only
         assert "d" not in served.json()["keys"][0]
 
-        registration = {
-            "name": "陈小梅", "phone": "13900001111", "password": "password123",
-            "priority_group": "none", "categories": ["cooked_food"],
-            "health_certificate_expires": date(2099, 1, 1).isoformat(),
-        }  # fmt: skip
-        assert (await client.post("/v1/vendors", json=registration)).status_code == 201
-        login = await client.post(
-            "/v1/auth/token", data={"username": "13900001111", "password": "password123"}
-        )
-        assert login.status_code == 200, login.text
-        token = login.json()["access_token"]
+        registered = await register_vendor(
+            client, api.sms_outbox, name="陈小梅", phone="13900001111", password="password123",
+            priority_group="none", categories=["cooked_food"],
+            health_certificate_expires=date(2099, 1, 1).isoformat(),
+        )  # fmt: skip
+        token = registered.token
 
         # Only the JWKS allocation serves, read by another JWT library's JWKS support.
         keys = jwt.PyJWKSet.from_dict(served.json())

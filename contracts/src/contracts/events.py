@@ -276,6 +276,111 @@ class DrawCompleted(DrawEvent):
     )
 
 
+# --- vendors -----------------------------------------------------------------------------------
+
+#: The ``market_id`` (so the envelope's ``marketid`` and the Kafka key) of events about a vendor
+#: rather than a market. It is not a market id (those look like ``XZ-03``), so no consumer takes
+#: it for a market, and it is not empty (an empty key would read as "no scope"); every vendor
+#: event goes to one partition of its topic, so one vendor's events stay in order.
+VENDOR_EVENTS_KEY = "vendors"
+
+
+class PriorityGroup(StrEnum):
+    """Groups that may book earlier and use the held share of stalls (``none``: standard)."""
+
+    NONE = "none"
+    LAID_OFF = "laid_off"
+    LOW_INCOME = "low_income"
+    COLLEGE_STUDENT = "college_student"
+
+    @property
+    def is_priority(self) -> bool:
+        """Whether the group enjoys priority."""
+        return self is not PriorityGroup.NONE
+
+
+class ClaimKind(StrEnum):
+    """What a vendor's eligibility claim is about."""
+
+    PRIORITY_GROUP = "priority_group"
+    CATEGORY = "category"
+    HEALTH_CERTIFICATE = "health_certificate"
+
+
+class ClaimStatus(StrEnum):
+    """Where an eligibility claim is: stated by the vendor, verified or rejected by staff."""
+
+    CLAIMED = "claimed"
+    VERIFIED = "verified"
+    REJECTED = "rejected"
+
+
+class VendorEligibilityChanged(Event):
+    """District staff or an administrator decided one of a vendor's eligibility claims.
+
+    Published on every decision (a verification, a rejection, the revocation of a verified
+    claim), with what counts for the vendor after it: only verified claims do. Ids and
+    eligibility only: no name, phone, identity number, document reference or reason text.
+    ``market_id`` is ``vendors`` (:data:`VENDOR_EVENTS_KEY`): the event is about no market.
+    """
+
+    topic: ClassVar[str] = "bookings"
+    event_name: ClassVar[str] = "vendor.eligibility.changed"
+
+    market_id: str = Field(
+        default=VENDOR_EVENTS_KEY,
+        description=(
+            "Always `vendors` for vendor events (not a market id): the Kafka key, so one "
+            "vendor's events stay in order."
+        ),
+        examples=[VENDOR_EVENTS_KEY],
+    )
+    vendor_id: str = _vendor_id_field()
+    priority_group: PriorityGroup = Field(
+        description="The verified priority group (`none`: books as a standard vendor).",
+        examples=["laid_off"],
+    )
+    priority_until: dt.date | None = Field(
+        default=None,
+        description="Last local date the priority group counts; null: no expiry (or none).",
+        examples=["2027-06-30"],
+    )
+    categories: list[Category] = Field(
+        description="Stall categories the vendor holds a verified permit for.",
+        examples=[["cooked_food", "daily_goods"]],
+    )
+    category_until: dict[Category, dt.date] = Field(
+        default_factory=dict,
+        description="Last local date of each of those permits that expires (others do not).",
+        examples=[{"cooked_food": "2027-06-30"}],
+    )
+    health_certificate_until: dt.date | None = Field(
+        default=None,
+        description="Last local date of the verified health certificate; null: none verified.",
+        examples=["2027-06-30"],
+    )
+    claim_id: str = Field(description="The claim decided.", examples=["cl_5d41402abc4b2a76"])
+    claim_kind: ClaimKind = Field(description="What it claimed.", examples=["category"])
+    claim_value: str = Field(
+        description=(
+            "What it claimed: the priority group, the category, or the health certificate's "
+            "expiry date as the vendor stated it."
+        ),
+        examples=["cooked_food"],
+    )
+    decision: ClaimStatus = Field(
+        description="`verified` or `rejected` (a verified claim rejected later is revoked).",
+        examples=["verified"],
+    )
+    decided_by: str = Field(
+        description="Staff member (token subject) who decided.", examples=["district-xz-01"]
+    )
+
+    def subject(self) -> str:
+        """The vendor."""
+        return self.vendor_id
+
+
 # --- windows -----------------------------------------------------------------------------------
 
 
@@ -638,6 +743,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     StallReleased,
     DrawScheduled,
     DrawCompleted,
+    VendorEligibilityChanged,
     WindowOpened,
     WindowClosingSoon,
     WindowClosed,

@@ -29,6 +29,7 @@ from contracts.events import (
     StallCodeRevoked,
     StallReleased,
     StreetVendingReported,
+    VendorEligibilityChanged,
     WarningIssued,
     WindowCancelled,
     WindowClosed,
@@ -48,6 +49,12 @@ _OUTCOME_ZH = {
     "forged_code": "摊位码伪造",
     "revoked_code": "摊位码已撤销",
 }
+_CLAIM_ZH = {
+    "priority_group": "优先群体",
+    "category": "经营类别",
+    "health_certificate": "健康证",
+}
+_DECISION_ZH = {"verified": "已核实", "rejected": "被驳回", "claimed": "待核实"}
 _STATE_ZH = {
     "reported": "上报",
     "filed": "立案",
@@ -108,6 +115,13 @@ def summarize(event: Event) -> tuple[str, str]:
         return (
             f"{m} {when} 摇号完成：{applied} 人申请，{won} 人中签",
             f"{m} {when} draw done: {won} of {applied} applicants got a stall",
+        )
+    if isinstance(event, VendorEligibilityChanged):
+        kind, decision = event.claim_kind.value, event.decision.value
+        return (
+            f"{event.vendor_id} 的{_CLAIM_ZH.get(kind, kind)}申报（{event.claim_value}）"
+            f"{_DECISION_ZH.get(decision, decision)}",
+            f"{event.vendor_id}'s {kind.replace('_', ' ')} claim ({event.claim_value}) {decision}",
         )
     if isinstance(event, WindowOpened):
         return (f"{m} {event.window_id} 时段开市", f"{m} {event.window_id} window opened")

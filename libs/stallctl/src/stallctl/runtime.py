@@ -134,6 +134,8 @@ class EmbeddedSystem:
             "PYTHONUNBUFFERED": "1",
             # inspection's evidence photos live beside the rest of the embedded data
             "INSPECTION_EVIDENCE_DIR": str(self.data_dir / "evidence"),
+            # allocation's texts (registration codes) go to a local outbox in development
+            "ALLOCATION_SMS_OUTBOX": str(self.data_dir / "sms-outbox.jsonl"),
         }
         if env.get("STALL_MODE") == "prod":  # production runs on real time (no anchor)
             del defaults["STALL_CLOCK_ANCHOR"]

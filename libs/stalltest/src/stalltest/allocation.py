@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
+import re
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,6 +25,7 @@ from redis.asyncio.cluster import RedisCluster
 from allocation.app import create_app
 from allocation.bootstrap import Allocation, bootstrap
 from allocation.config import AllocationSettings
+from allocation.domain.identity import check_character
 from allocation.domain.model import PriorityGroup, Vendor
 from contracts.catalogue import Catalogue, Category, District, Location, Market, MarketWindow, Stall
 from stallctl import procs
@@ -31,6 +36,115 @@ from stalltest.tokens import dev_token
 
 _HASH = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1).hash("password123")
 _counter = itertools.count(1)
+_identities = itertools.count(1)
+
+
+# --- registration over HTTP --------------------------------------------------------------------
+
+
+def identity_number(n: int | None = None) -> str:
+    """A resident identity number with a right check digit: the ``n``-th, or a fresh one."""
+    serial = next(_identities) if n is None else n
+    first_17 = f"440402{19800101 + serial // 1000 % 9000:08d}{serial % 1000:03d}"
+    return first_17 + check_character(first_17)
+
+
+def sms_messages(outbox: Path, phone: str) -> list[dict[str, str]]:
+    """The text messages the development SMS outbox holds for ``phone``, oldest first."""
+    if not outbox.exists():
+        return []
+    lines = outbox.read_text(encoding="utf-8").splitlines()
+    return [m for m in (json.loads(line) for line in lines if line.strip()) if m["phone"] == phone]
+
+
+def sms_code(outbox: Path, phone: str) -> str:
+    """The registration code of the newest text message to ``phone`` (it is written before the
+    registration is answered)."""
+    messages = sms_messages(outbox, phone)
+    assert messages, f"no text message to {phone} in {outbox}"
+    found = re.search(r"\b(\d{6})\b", messages[-1]["text"])
+    assert found, f"the newest text to {phone} carries no code: {messages[-1]['text']}"
+    return found.group(1)
+
+
+@dataclass(frozen=True)
+class RegisteredVendor:
+    """A vendor registered over HTTP, logged in."""
+
+    id: str
+    token: str
+    phone: str
+    password: str
+    profile: dict[str, Any]
+
+
+def registration_body(**fields: Any) -> dict[str, Any]:
+    """A ``POST /v1/vendors`` body: ``fields`` with a fresh identity number unless given."""
+    return {"identity_number": identity_number(), **fields}
+
+
+async def register_vendor(
+    client: httpx.AsyncClient, outbox: Path, **fields: Any
+) -> RegisteredVendor:
+    """Register end to end over HTTP as a vendor does: ``POST /v1/vendors``, the code from the
+    SMS outbox, ``POST /v1/vendors/verify``, then log in. ``fields`` are the registration's
+    (``name``, ``phone``, ``password``, ``categories``, ...; an identity number is made up)."""
+    body = registration_body(**fields)
+    started = await client.post("/v1/vendors", json=body)
+    assert started.status_code == 202, started.text
+    code = sms_code(outbox, body["phone"])
+    verify = {"registration_id": started.json()["registration_id"], "code": code}
+    verified = await client.post("/v1/vendors/verify", json=verify)
+    assert verified.status_code == 201, verified.text
+    login = await client.post(
+        "/v1/auth/token", data={"username": body["phone"], "password": body["password"]}
+    )
+    assert login.status_code == 200, login.text
+    profile: dict[str, Any] = verified.json()
+    return RegisteredVendor(
+        profile["id"], login.json()["access_token"], body["phone"], body["password"], profile
+    )
+
+
+def register_vendor_sync(client: httpx.Client, outbox: Path, **fields: Any) -> RegisteredVendor:
+    """:func:`register_vendor` with a blocking client (against the embedded system)."""
+    body = registration_body(**fields)
+    started = client.post("/v1/vendors", json=body)
+    assert started.status_code == 202, started.text
+    verify = {"registration_id": started.json()["registration_id"],
+              "code": sms_code(outbox, body["phone"])}  # fmt: skip
+    verified = client.post("/v1/vendors/verify", json=verify)
+    assert verified.status_code == 201, verified.text
+    login = client.post(
+        "/v1/auth/token", data={"username": body["phone"], "password": body["password"]}
+    )
+    assert login.status_code == 200, login.text
+    profile: dict[str, Any] = verified.json()
+    return RegisteredVendor(
+        profile["id"], login.json()["access_token"], body["phone"], body["password"], profile
+    )
+
+
+async def verify_claims(
+    staff: httpx.AsyncClient, vendor_id: str, *, expires: date | None = None
+) -> dict[str, Any]:
+    """Verify every pending claim of a vendor over HTTP (``staff``: a district or admin
+    client); returns the vendor's claims as staff see them after."""
+    listed = await staff.get(f"/v1/vendors/{vendor_id}/claims")
+    assert listed.status_code == 200, listed.text
+    after: dict[str, Any] = listed.json()
+    for claim in after["claims"]:
+        if claim["status"] != "claimed":
+            continue
+        decision: dict[str, Any] = {"decision": "verified", "document_ref": f"doc-{claim['id']}"}
+        if expires is not None:
+            decision["expires"] = expires.isoformat()
+        decided = await staff.post(
+            f"/v1/vendors/{vendor_id}/claims/{claim['id']}/decision", json=decision
+        )
+        assert decided.status_code == 200, decided.text
+        after = decided.json()
+    return after
 
 
 def small_catalogue() -> Catalogue:
@@ -94,6 +208,22 @@ class RunningAllocation:
         """The service clock (tests move it)."""
         return self.allocation.clock
 
+    @property
+    def sms_outbox(self) -> Path:
+        """The file the service's text messages go to."""
+        return self.settings.sms_outbox
+
+    async def register(self, **fields: Any) -> RegisteredVendor:
+        """A vendor registered over HTTP (code from the SMS outbox) and logged in; its claims
+        wait for staff (see :meth:`verified`)."""
+        async with self.client() as c:
+            return await register_vendor(c, self.sms_outbox, **fields)
+
+    async def verified(self, vendor_id: str, *, expires: date | None = None) -> dict[str, Any]:
+        """Verify every pending claim of the vendor as an administrator, over HTTP."""
+        async with self.client(self.admin_token) as admin:
+            return await verify_claims(admin, vendor_id, expires=expires)
+
     def client(self, token: str | None = None, **kwargs: Any) -> httpx.AsyncClient:
         """An HTTP client, authenticated with ``token`` if given."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -111,7 +241,7 @@ class RunningAllocation:
         categories: frozenset[Category] = frozenset(Category),
         health_until: date | None = date(2099, 1, 1),
     ) -> tuple[str, str]:
-        """A vendor created directly in the store (fast); returns (id, token)."""
+        """A vendor created directly in the store (fast), its eligibility verified; (id, token)."""
         n = next(_counter)
         vendor = Vendor(
             id=f"vd_test{n:06d}",
@@ -127,9 +257,17 @@ class RunningAllocation:
         return vendor.id, self.token(vendor.id)
 
 
+def sms_outbox_for(isolation: Isolation) -> Path:
+    """A development SMS outbox file of the test's own."""
+    name = isolation.redis_prefix.strip(":") or "default"
+    return Path(tempfile.gettempdir()) / "stalltest-sms" / f"{name}.jsonl"
+
+
 def settings_for(isolation: Isolation, **overrides: Any) -> AllocationSettings:
-    """Allocation settings pointing at the session's broker and Redis."""
+    """Allocation settings pointing at the session's broker and Redis (and an SMS outbox file
+    of the test's own)."""
     env = {k.lower(): v for k, v in isolation.env().items()}
+    env["sms_outbox"] = str(sms_outbox_for(isolation))
     return AllocationSettings.model_validate({**env, **overrides})
 
 

@@ -16,6 +16,7 @@ from allocation.entrypoints import (
     http_admin,
     http_bookings,
     http_catalogue,
+    http_claims,
     http_draws,
     http_vendors,
 )
@@ -75,6 +76,24 @@ def create_app(settings: AllocationSettings | None = None) -> FastStreamAPI:
 
         return _background(once())
 
+    async def adopt_typed_eligibility() -> Callable[[], Awaitable[None]]:
+        # Vendors registered before claims existed typed their eligibility, and it counted:
+        # it becomes pending claims, which count once staff verify them (once; a marker key).
+        marker = allocation.keys.k("migrated", "eligibility-claims")
+
+        async def once() -> None:
+            while True:
+                try:
+                    if not await parts.redis.exists(marker):
+                        await allocation.vendors.adopt_typed_eligibility(allocation.clock.now())
+                        await parts.redis.set(marker, b"1")
+                    return
+                except Exception as exc:  # Redis not there yet: try again
+                    log.warning("adopting typed eligibility failed", extra={"error": repr(exc)})
+                    await asyncio.sleep(2.0)
+
+        return _background(once())
+
     async def keep_catalogue_fresh() -> Callable[[], Awaitable[None]]:
         async def loop() -> None:
             while True:
@@ -107,11 +126,17 @@ def create_app(settings: AllocationSettings | None = None) -> FastStreamAPI:
             http_bookings.router,  # the hot path first: routes are matched in order
             http_vendors.router,
             http_vendors.jwks_router,
+            http_claims.router,
             http_draws.router,
             http_catalogue.router,
             http_admin.router,
         ],
-        background=[index_earlier_bookings, start_relay, keep_catalogue_fresh]
+        background=[
+            index_earlier_bookings,
+            adopt_typed_eligibility,
+            start_relay,
+            keep_catalogue_fresh,
+        ]
         + ([run_due_draws] if settings.lottery else []),
     )
     install_problems(app._application)

@@ -13,15 +13,19 @@ from allocation.adapters.catalogue_store import CatalogueStore
 from allocation.adapters.draw_store import DrawStore
 from allocation.adapters.keys import Keys
 from allocation.adapters.ledger import Ledger
+from allocation.adapters.registrations import RegistrationStore
+from allocation.adapters.sms import FileSmsOutbox, HttpSmsGateway, SmsGateway
 from allocation.adapters.vendor_store import VendorStore
 from allocation.config import AllocationSettings
 from allocation.domain import stall_codes
 from allocation.domain.rules import Policy
 from allocation.service_layer.bookings import BookingService
 from allocation.service_layer.draws import DrawService
+from allocation.service_layer.eligibility import EligibilityService
 from allocation.service_layer.markets import MarketService
+from allocation.service_layer.registrations import RegistrationPolicy, RegistrationService
 from allocation.service_layer.vendors import VendorService
-from stallkit.clock import Clock
+from stallkit.clock import MARKET_TZ, Clock
 
 
 def policy_from(settings: AllocationSettings) -> Policy:
@@ -46,6 +50,25 @@ def policy_from(settings: AllocationSettings) -> Policy:
     )
 
 
+def registration_policy_from(settings: AllocationSettings) -> RegistrationPolicy:
+    """The registration rules the settings describe."""
+    return RegistrationPolicy(
+        identity_salt=settings.identity_salt,
+        ttl_seconds=settings.registration_ttl_minutes * 60,
+        code_attempts=settings.registration_code_attempts,
+        per_address=settings.registrations_per_address,
+        per_phone=settings.registrations_per_phone,
+        period_seconds=settings.registration_period_minutes * 60,
+    )
+
+
+def sms_gateway_from(settings: AllocationSettings, clock: Clock) -> SmsGateway:
+    """The gateway if one is set (production), else the development outbox file."""
+    if settings.sms_gateway_url is not None:
+        return HttpSmsGateway(str(settings.sms_gateway_url), settings.sms_gateway_token)
+    return FileSmsOutbox(settings.sms_outbox, clock)
+
+
 @dataclass
 class Allocation:
     """Everything the allocation entrypoints use."""
@@ -58,6 +81,8 @@ class Allocation:
     ledger: Ledger
     vendors: VendorStore
     vendor_service: VendorService
+    registrations: RegistrationService
+    eligibility: EligibilityService
     bookings: BookingService
     markets: MarketService
     draws: DrawService
@@ -71,7 +96,7 @@ def bootstrap(settings: AllocationSettings, clock: Clock, redis: Redis) -> Alloc
     source = f"/services/{settings.service_name}"
     catalogue = CatalogueStore(redis, keys, source=source, now=clock.now)
     ledger = Ledger(redis, keys)
-    vendors = VendorStore(redis, keys)
+    vendors = VendorStore(redis, keys, today=lambda: clock.now().astimezone(MARKET_TZ).date())
     hasher = PasswordHasher(
         time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib, parallelism=1
     )
@@ -115,6 +140,15 @@ def bootstrap(settings: AllocationSettings, clock: Clock, redis: Redis) -> Alloc
             max_login_failures=settings.max_login_failures,
             lockout_seconds=settings.login_lockout_minutes * 60,
         ),
+        registrations=RegistrationService(
+            RegistrationStore(redis, keys),
+            vendors,
+            sms_gateway_from(settings, clock),
+            clock,
+            hasher,
+            registration_policy_from(settings),
+        ),
+        eligibility=EligibilityService(vendors, clock, source=source),
         bookings=bookings,
         markets=markets,
         draws=draws,

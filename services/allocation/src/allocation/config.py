@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, HttpUrl, ValidationInfo, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from stallkit.keys import Issuer, SigningKey, canonical_seed
-from stallkit.settings import CommonSettings
+from stallkit.settings import CommonSettings, Mode
 
 # Development Ed25519 seeds: public knowledge, refused in production. Their public halves are
 # literals in stallkit.devkeys, which the other services trust in development mode.
@@ -16,6 +17,8 @@ from stallkit.settings import CommonSettings
 DEV_STALL_CODE_SEED_B64 = "ZGV2LW9ubHktc3RhbGwtY29kZS1zZWVkLTMyYnl0ZXM="
 #: base64 of b"dev-only-allocation-token-seed!!": signs vendor tokens.
 DEV_VENDOR_TOKEN_SEED_B64 = "ZGV2LW9ubHktYWxsb2NhdGlvbi10b2tlbi1zZWVkISE="
+#: Salt of the identity numbers' digests in development: public knowledge, refused in production.
+DEV_IDENTITY_SALT = "dev-identity-salt-not-secret"
 
 #: The services a vendor token is for: allocation's API, and inspection's for the vendor's own
 #: warnings and cases (and the evaluation of a closed case). Windows and reporting are for staff.
@@ -32,6 +35,7 @@ class AllocationSettings(CommonSettings):
     dev_secrets: ClassVar[dict[str, str]] = {
         "stall_code_signing_key": DEV_STALL_CODE_SEED_B64,
         "token_signing_key": DEV_VENDOR_TOKEN_SEED_B64,
+        "identity_salt": DEV_IDENTITY_SALT,
     }
     token_audience: ClassVar[str] = "allocation"
 
@@ -87,6 +91,49 @@ class AllocationSettings(CommonSettings):
         default=5.0, gt=0, description="How often due draws are looked for."
     )
 
+    identity_salt: str = Field(
+        default=DEV_IDENTITY_SALT,
+        min_length=16,
+        repr=False,
+        description=(
+            "Secret salt of the digest that stands for a vendor's resident identity number (the "
+            "number itself is never stored): one account per identity. Changing it later lets "
+            "every registered person register once more."
+        ),
+    )
+    registration_ttl_minutes: int = Field(
+        default=10, ge=1, le=60, description="How long a registration waits for its SMS code."
+    )
+    registration_code_attempts: int = Field(
+        default=5, ge=1, le=10, description="Wrong codes that void a registration."
+    )
+    registrations_per_address: int = Field(
+        default=10, ge=1, description="Registrations per client address in a period."
+    )
+    registrations_per_phone: int = Field(
+        default=3, ge=1, description="Registrations (codes or notices sent) per number a period."
+    )
+    registration_period_minutes: int = Field(
+        default=60, ge=1, description="The period of the registration limits."
+    )
+    sms_outbox: Path = Field(
+        default=Path("data/sms-outbox.jsonl"),
+        description=(
+            "Development: the file each text message is appended to as a JSON line "
+            "{time, phone, text}, instead of being sent. Not used when a gateway is set."
+        ),
+    )
+    sms_gateway_url: HttpUrl | None = Field(
+        default=None,
+        description=(
+            "The SMS gateway text messages are POSTed to as JSON {phone, text}; required in "
+            "production (the file outbox is for development)."
+        ),
+    )
+    sms_gateway_token: str = Field(
+        default="", repr=False, description="Bearer token for the SMS gateway."
+    )
+
     @field_validator("stall_code_signing_key", "token_signing_key")
     @classmethod
     def _seed_is_32_bytes(cls, value: str, info: ValidationInfo) -> str:
@@ -100,6 +147,17 @@ class AllocationSettings(CommonSettings):
                 f"the public key of token_signing_key (kid {kid}) is not in STALL_TOKEN_JWKS: "
                 "vendor tokens would be refused; add allocation's /.well-known/jwks.json to it"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _texts_reach_phones_in_production(self) -> AllocationSettings:
+        if self.mode is Mode.PROD and self.sms_gateway_url is None:
+            raise ValueError(
+                "ALLOCATION_SMS_GATEWAY_URL is required in production: the SMS outbox file "
+                "(ALLOCATION_SMS_OUTBOX) is for development, and codes must reach phones"
+            )
+        if self.mode is Mode.PROD and not self.sms_gateway_token:
+            raise ValueError("ALLOCATION_SMS_GATEWAY_TOKEN is required in production")
         return self
 
     def vendor_token_key(self) -> SigningKey:

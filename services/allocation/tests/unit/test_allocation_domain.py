@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from allocation.adapters.catalogue_store import window_signature
 from allocation.config import (
+    DEV_IDENTITY_SALT,
     DEV_STALL_CODE_SEED_B64,
     DEV_VENDOR_TOKEN_SEED_B64,
     AllocationSettings,
@@ -322,6 +323,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in (
         "STALL_MODE", "STALL_JWT_SECRET", "STALL_TOKEN_JWKS", "STALL_TOKEN_JWKS_FILE",
         "ALLOCATION_STALL_CODE_SIGNING_KEY", "ALLOCATION_TOKEN_SIGNING_KEY",
+        "ALLOCATION_IDENTITY_SALT", "ALLOCATION_SMS_GATEWAY_URL", "ALLOCATION_SMS_GATEWAY_TOKEN",
     ):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
 
@@ -336,7 +338,13 @@ def test_dev_mode_accepts_the_development_secrets() -> None:
     assert settings.priority_hold_share == pytest.approx(0.30)
 
 
-PROD_KEYS = {"stall_code_signing_key": PROD_SEED, "token_signing_key": PROD_VENDOR_SEED}
+PROD_SMS = {"sms_gateway_url": "https://sms.example.gov.cn/send", "sms_gateway_token": "t0ken"}
+PROD_KEYS = {
+    "stall_code_signing_key": PROD_SEED,
+    "token_signing_key": PROD_VENDOR_SEED,
+    "identity_salt": "5b1e0c7d9a2f4e68b3c1d0e9f8a7b6c5",
+    **PROD_SMS,
+}
 
 
 @pytest.mark.usefixtures("clean_env")
@@ -355,6 +363,12 @@ PROD_KEYS = {"stall_code_signing_key": PROD_SEED, "token_signing_key": PROD_VEND
                      "not in STALL_TOKEN_JWKS", id="own-key-untrusted"),
         pytest.param({**PROD_KEYS, "token_jwks": PROD_JWKS, "clock_offset_seconds": 60},
                      "STALL_CLOCK", id="clock-offset"),
+        pytest.param({**PROD_KEYS, "token_jwks": PROD_JWKS, "identity_salt": DEV_IDENTITY_SALT},
+                     "identity_salt still has its development value", id="dev-identity-salt"),
+        pytest.param({**PROD_KEYS, "token_jwks": PROD_JWKS, "sms_gateway_url": None},
+                     "ALLOCATION_SMS_GATEWAY_URL is required", id="sms-outbox-file"),
+        pytest.param({**PROD_KEYS, "token_jwks": PROD_JWKS, "sms_gateway_token": ""},
+                     "ALLOCATION_SMS_GATEWAY_TOKEN is required", id="sms-no-token"),
     ],
 )  # fmt: skip
 def test_prod_mode_refuses_development_secrets(overrides: dict[str, str], complaint: str) -> None:
@@ -378,6 +392,11 @@ def test_prod_mode_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("STALL_TOKEN_JWKS", PROD_JWKS)
     monkeypatch.setenv("ALLOCATION_TOKEN_SIGNING_KEY", PROD_VENDOR_SEED)
     monkeypatch.setenv("ALLOCATION_STALL_CODE_SIGNING_KEY", PROD_SEED)
+    monkeypatch.setenv("ALLOCATION_IDENTITY_SALT", PROD_KEYS["identity_salt"])
+    with pytest.raises(ValidationError, match="ALLOCATION_SMS_GATEWAY_URL"):
+        AllocationSettings()  # codes would go to a file, not to phones
+    monkeypatch.setenv("ALLOCATION_SMS_GATEWAY_URL", PROD_SMS["sms_gateway_url"])
+    monkeypatch.setenv("ALLOCATION_SMS_GATEWAY_TOKEN", PROD_SMS["sms_gateway_token"])
     assert AllocationSettings().token_signing_key == PROD_VENDOR_SEED
 
 

@@ -71,6 +71,27 @@ class Keys:
         """Phone number -> vendor id (uniqueness)."""
         return self.k("phone", phone)
 
+    def eligibility_claims(self, vendor_id: str) -> str:
+        """Hash claim id -> JSON of a vendor's eligibility claims (``domain.eligibility``)."""
+        return self.k("claims", vendor_id)
+
+    def claims_in_status(self, status: str) -> str:
+        """Sorted set ``vendor|claim`` of every vendor's claims in a status (the staff work
+        queue), by when they entered it."""
+        return self.k("claimq", status)
+
+    def identity(self, digest: str) -> str:
+        """Salted digest of a resident identity number -> vendor id (one account per person)."""
+        return self.k("identity", digest)
+
+    def registration(self, registration_id: str) -> str:
+        """Hash of a registration waiting for its phone code (expires with it)."""
+        return self.k("registration", registration_id)
+
+    def registrations_counted(self, scope: str, value: str) -> str:
+        """Registrations counted for a client address or a phone number in the current period."""
+        return self.k("regcount", scope, value)
+
     def login_failures(self, phone: str) -> str:
         """Failed logins for a phone number in the current lockout period."""
         return self.k("loginfail", phone)

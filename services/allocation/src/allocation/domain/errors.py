@@ -49,6 +49,16 @@ CODES: frozenset[str] = frozenset(
         "application_not_found",
         "draw_not_found",
         "overlapping_application",
+        "identity_taken",
+        "too_many_registrations",
+        "registration_not_found",
+        "invalid_code",
+        "sms_unavailable",
+        "claim_not_found",
+        "claim_pending",
+        "too_many_claims",
+        "illegal_claim_transition",
+        "claims_changed",
     }
 )
 

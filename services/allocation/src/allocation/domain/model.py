@@ -8,20 +8,18 @@ from enum import StrEnum
 
 from allocation.domain.errors import IllegalTransition
 from contracts.catalogue import Category
+from contracts.events import PriorityGroup
 
-
-class PriorityGroup(StrEnum):
-    """Groups that may book earlier and use the held share of stalls."""
-
-    NONE = "none"
-    LAID_OFF = "laid_off"
-    LOW_INCOME = "low_income"
-    COLLEGE_STUDENT = "college_student"
-
-    @property
-    def is_priority(self) -> bool:
-        """Whether the group enjoys priority."""
-        return self is not PriorityGroup.NONE
+__all__ = [
+    "ACTIVE_STATES",
+    "TRANSITIONS",
+    "Booking",
+    "BookingAction",
+    "BookingState",
+    "PriorityGroup",
+    "Vendor",
+    "next_state",
+]
 
 
 class BookingState(StrEnum):
@@ -66,7 +64,11 @@ def next_state(state: BookingState, action: BookingAction) -> BookingState:
 
 @dataclass(frozen=True)
 class Vendor:
-    """A registered vendor (personal data stays in allocation's store)."""
+    """A registered vendor (personal data stays in allocation's store).
+
+    ``priority_group``, ``categories`` and ``health_certificate_expires`` are what counts: the
+    verified claims (:mod:`allocation.domain.eligibility`), as valid on the date it was read for.
+    """
 
     id: str
     name: str

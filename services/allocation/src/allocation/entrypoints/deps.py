@@ -19,3 +19,5 @@ async def get_allocation(request: Request) -> Allocation:
 AllocationDep = Annotated[Allocation, Depends(get_allocation)]
 CurrentVendor = Annotated[Principal, require_role(Role.VENDOR)]
 CurrentAdmin = Annotated[Principal, require_role(Role.ADMIN)]
+#: District staff (of any district: vendors have none) or an administrator.
+CurrentVerifier = Annotated[Principal, require_role(Role.DISTRICT, Role.ADMIN)]

@@ -6,6 +6,8 @@ status; one exception handler renders it as problem+json through :mod:`stallkit.
 
 from __future__ import annotations
 
+import math
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -42,6 +44,16 @@ STATUS: dict[str, int] = {
     "application_not_found": 404,
     "draw_not_found": 404,
     "draw_pending": 503,
+    "identity_taken": 409,
+    "too_many_registrations": 429,
+    "registration_not_found": 404,
+    "invalid_code": 422,
+    "sms_unavailable": 503,
+    "claim_not_found": 404,
+    "claim_pending": 409,
+    "too_many_claims": 409,
+    "illegal_claim_transition": 409,
+    "claims_changed": 409,
 }
 
 MESSAGES: dict[str, tuple[str, str]] = {
@@ -107,6 +119,37 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "date_in_past": ("日期已过", "The date is in the past"),
     "date_out_of_range": ("日期超出可服务范围", "The date is outside the range served"),
     "catalogue_conflict": ("目录数据冲突", "Catalogue conflict"),
+    "identity_taken": (
+        "该身份证号码已注册账号（每人只能注册一个账号）",
+        "An account is already registered with this identity number (one per person)",
+    ),
+    "too_many_registrations": (
+        "注册请求过于频繁，请稍后再试",
+        "Too many registrations; try again later",
+    ),
+    "registration_not_found": (
+        "找不到该注册，或已过期、已作废，请重新注册",
+        "No such registration, or it expired or was voided; register again",
+    ),
+    "invalid_code": ("验证码错误", "Wrong verification code"),
+    "sms_unavailable": (
+        "短信暂时无法发送，请稍后再试",
+        "The text message could not be sent; try again",
+    ),
+    "claim_not_found": ("找不到该资格申报", "Eligibility claim not found"),
+    "claim_pending": (
+        "已有相同的申报等待核实",
+        "The same claim is already waiting to be verified",
+    ),
+    "too_many_claims": ("资格申报数量已达上限", "Too many eligibility claims"),
+    "illegal_claim_transition": (
+        "该申报当前状态不允许此决定",
+        "The claim's status does not allow this decision",
+    ),
+    "claims_changed": (
+        "该摊贩的申报正在被同时修改，请重试",
+        "The vendor's claims changed meanwhile; try again",
+    ),
 }
 
 
@@ -117,7 +160,11 @@ def status_of(code: str) -> int:
 
 async def _render(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, Rejected)
-    return problem_response(request, exc.code, status_of(exc.code), exc.detail, **exc.extra)
+    response = problem_response(request, exc.code, status_of(exc.code), exc.detail, **exc.extra)
+    retry_after = exc.extra.get("retry_after_seconds")
+    if isinstance(retry_after, int | float):  # a 429 or 503 says when to try again
+        response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    return response
 
 
 def install_problems(app: FastAPI) -> None:

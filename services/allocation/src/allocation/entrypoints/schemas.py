@@ -6,10 +6,10 @@ import datetime as dt
 from typing import Annotated
 
 from fastapi import Header
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
 
 from allocation.adapters.suspensions import Suspension
-from allocation.domain.model import Booking, BookingState, PriorityGroup, Vendor
+from allocation.domain.model import Booking, BookingState
 from allocation.domain.rules import Policy, check_in_window
 from contracts.catalogue import (
     STALL_ID_PATTERN,
@@ -33,70 +33,11 @@ IdempotencyKey = Annotated[
     ),
 ]
 
-Phone = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, pattern=r"^1[3-9]\d{9}$"),
-    Field(description="Mainland China mobile number.", examples=["13800138000"]),
-]
-
 
 class Strict(BaseModel):
     """Request bodies refuse unknown fields."""
 
     model_config = ConfigDict(extra="forbid", str_max_length=1000)
-
-
-class VendorRegistration(Strict):
-    """Body of ``POST /v1/vendors``."""
-
-    name: Annotated[
-        PlainText, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)
-    ] = Field(examples=["陈小梅"])
-    phone: Phone
-    password: str = Field(min_length=8, max_length=128, examples=["correct horse battery"])
-    priority_group: PriorityGroup = Field(default=PriorityGroup.NONE)
-    categories: list[Category] = Field(
-        min_length=1, max_length=5, description="Permitted stall categories."
-    )
-    health_certificate_expires: IsoDate | None = Field(
-        default=None, description="Expiry of the health certificate (needed for cooked food)."
-    )
-
-
-class VendorProfile(BaseModel):
-    """A vendor's own profile; the phone number is masked."""
-
-    id: str
-    name: str
-    phone_masked: str = Field(examples=["138****8000"])
-    priority_group: PriorityGroup
-    categories: list[Category]
-    health_certificate_expires: dt.date | None
-    suspended_until: dt.datetime | None = Field(description="Booking is suspended until then.")
-    no_shows_last_30_days: int
-
-    @classmethod
-    def of(cls, vendor: Vendor, no_shows: int, now: dt.datetime) -> VendorProfile:
-        """The profile of ``vendor``."""
-        suspended = vendor.suspended_until
-        return cls(
-            id=vendor.id,
-            name=vendor.name,
-            phone_masked=vendor.phone[:3] + "****" + vendor.phone[-4:],
-            priority_group=vendor.priority_group,
-            categories=sorted(vendor.categories),
-            health_certificate_expires=vendor.health_certificate_expires,
-            suspended_until=suspended if suspended and suspended > now else None,
-            no_shows_last_30_days=no_shows,
-        )
-
-
-class TokenResponse(BaseModel):
-    """OAuth2 bearer token."""
-
-    access_token: str
-    token_type: str = "bearer"
-    expires_in: int
 
 
 class BookingRequest(Strict):

@@ -151,7 +151,7 @@ class DrawService:
         if len(command.stall_ids) > MAX_PREFERENCES:
             raise rejected("stall_not_found", f"at most {MAX_PREFERENCES} stalls")
         market, occ = await self._window(command.market_id, command.date, command.window_id)
-        vendor = await self.vendors.get(command.vendor_id)
+        vendor = await self.vendors.get(command.vendor_id, on=command.date)  # verified then
         if vendor is None:
             raise rejected("vendor_not_found")
         now = self.clock.now()
@@ -365,7 +365,7 @@ class DrawService:
         held = min(held_stall_count(self.policy, len(stalls)), len(free))
         applicants, who = [], {}
         for vendor_id, application in sorted(applications.items()):
-            vendor = await self.vendors.get(vendor_id)
+            vendor = await self.vendors.get(vendor_id, on=day)  # verified, valid that day
             if vendor is None:
                 continue
             eligible = await self._may_book(vendor_id, occ)

@@ -19,10 +19,12 @@ if prior[1] then
   return {'err', 'idempotency_key_reused'}
 end
 
--- 2. the vendor
+-- 2. the vendor: its verified eligibility (unverified claims are not in these fields), and when
+-- a verification that expires stops counting ('' or absent: never); dates compare as text
 local v = redis.call('HMGET', vendor, 'priority', 'categories', 'health_until', 'suspended_until')
 if not v[1] then return {'err', 'vendor_not_found'} end
-local priority = v[1] == '1'
+local last = redis.call('HMGET', vendor, 'priority_until', 'cat_until:' .. a.category)
+local priority = v[1] == '1' and (not last[1] or last[1] == '' or last[1] >= a.date)
 if tonumber(v[4] or '0') > now then return {'err', 'vendor_suspended', v[4]} end
 
 -- 3. the catalogue still says what the caller decided on
@@ -48,8 +50,9 @@ if a.lottery and not a.from_draw then
   if redis.call('HGET', draw, 'state') ~= 'done' then return {'err', 'draw_pending'} end
 end
 
--- 6. category permit and health certificate (valid through its expiry date)
-if not string.find(',' .. (v[2] or '') .. ',', ',' .. a.category .. ',', 1, true) then
+-- 6. category permit and health certificate (each valid through its expiry date)
+if not string.find(',' .. (v[2] or '') .. ',', ',' .. a.category .. ',', 1, true)
+  or (last[2] and last[2] ~= '' and last[2] < a.date) then
   return {'err', 'category_not_permitted'}
 end
 if a.category == 'cooked_food' and (v[3] == false or v[3] == '' or v[3] < a.date) then
