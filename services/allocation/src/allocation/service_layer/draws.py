@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import logging
 import secrets
 import uuid
@@ -25,7 +24,7 @@ from typing import Any
 
 from allocation.adapters.catalogue_store import CatalogueStore
 from allocation.adapters.draw_store import DrawRecord, DrawStore, member, parse_member
-from allocation.adapters.ledger import Ledger, OutboxEvent
+from allocation.adapters.ledger import Ledger, OutboxEvent, as_json
 from allocation.adapters.vendor_store import VendorStore
 from allocation.domain.errors import BookingRejected, Rejected, rejected
 from allocation.domain.rules import (
@@ -339,7 +338,7 @@ class DrawService:
             await self.store.step(
                 *at, from_state="closed", to_state="drawn",
                 fields={"inputs": inputs.model_dump_json(), "result": result.model_dump_json(),
-                        "who": _json(who)},
+                        "who": as_json(who)},
             )  # fmt: skip
             record = await self.store.get(*at)
             assert record is not None
@@ -452,7 +451,3 @@ class DrawService:
         a crash: both are idempotent)."""
         await self.store.forget_applications(market_id, day, window_id, list(record.who.values()))
         await self.store.undue(member(market_id, day, window_id))
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
