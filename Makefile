@@ -38,6 +38,7 @@ deps: ## make sure uv, redis-server, chromium, docker-compose and curl are insta
 	command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
 	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	[ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing="$$missing fonts-wqy-microhei"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing$$missing with apt-get"; \
@@ -47,7 +48,8 @@ deps: ## make sure uv, redis-server, chromium, docker-compose and curl are insta
 	    echo "  sudo apt-get update && sudo apt-get install -y$$missing"; \
 	    case "$$missing" in *redis-server*) exit 1;; esac; \
 	    echo "(docker-compose is only needed by tests/integration/test_compose.py,"; \
-	    echo " chromium by the browser tests, curl by the README's examples)"; \
+	    echo " chromium by the browser tests (fonts-wqy-microhei: Chinese in their screenshots),"; \
+	    echo " curl by the README's examples)"; \
 	  fi; \
 	fi
 

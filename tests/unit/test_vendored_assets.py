@@ -34,7 +34,12 @@ def test_every_package_is_pinned_by_version_and_integrity() -> None:
 
 def test_vendor_folders_hold_only_listed_files() -> None:
     listed = {(REPO_ROOT / f.to).resolve() for f in FILES}
-    vendor_dirs = [d for d in REPO_ROOT.glob("services/*/src/*/static/vendor") if d.is_dir()]
+    patterns = [
+        "services/*/src/*/static/vendor",
+        "libs/*/src/*/static/vendor",
+        "libs/*/src/*/vendor",
+    ]
+    vendor_dirs = [d for p in patterns for d in REPO_ROOT.glob(p) if d.is_dir()]
     assert vendor_dirs, "no vendor folder found"
     present = {p.resolve() for d in vendor_dirs for p in d.rglob("*") if p.is_file()}
     assert present - listed == set(), "files in a vendor folder that the manifest does not list"

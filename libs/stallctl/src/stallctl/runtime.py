@@ -136,6 +136,11 @@ class EmbeddedSystem:
             "INSPECTION_EVIDENCE_DIR": str(self.data_dir / "evidence"),
             # allocation's texts (registration codes) go to a local outbox in development
             "ALLOCATION_SMS_OUTBOX": str(self.data_dir / "sms-outbox.jsonl"),
+            # the vendor page (allocation's origin) reads the vendor's warnings from inspection
+            "ALLOCATION_INSPECTION_URL": self.url("inspection"),
+            "STALL_CORS_ORIGINS": ",".join(
+                f"http://{host}:{self.ports.allocation}" for host in ("127.0.0.1", "localhost")
+            ),
         }
         if env.get("STALL_MODE") == "prod":  # production runs on real time (no anchor)
             del defaults["STALL_CLOCK_ANCHOR"]

@@ -20,7 +20,7 @@ from fastapi.dependencies.utils import get_flat_params
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.security.base import SecurityBase
 
-from stallkit.auth import current_principal
+from stallkit.auth import BEARER_DEPENDENCIES, current_principal
 from stallkit.problems import PROBLEM_JSON
 
 PROBLEM_REF = "#/components/schemas/Problem"
@@ -92,6 +92,9 @@ DESCRIPTIONS: dict[int, str] = {
 }
 
 _FASTAPI_422 = "#/components/schemas/HTTPValidationError"
+#: The security scheme of a route whose caller is read from its bearer token (the name and shape
+#: FastAPI's ``HTTPBearer`` gives it).
+_BEARER_SCHEME = {"HTTPBearer": {"type": "http", "scheme": "bearer"}}
 _BEARER_CHALLENGE = {
     "WWW-Authenticate": {
         "description": "`Bearer`: the authentication scheme to use.",
@@ -124,7 +127,9 @@ def _dependants(dependant: Dependant) -> Iterator[Dependant]:
 
 
 def _uses_bearer(dependant: Dependant) -> bool:
-    return any(isinstance(sub.call, SecurityBase) for sub in dependant.dependencies)
+    return dependant.call in BEARER_DEPENDENCIES or any(
+        isinstance(sub.call, SecurityBase) for sub in dependant.dependencies
+    )
 
 
 def _api_routes(app: FastAPI) -> Iterator[Any]:
@@ -184,7 +189,10 @@ def document_problems(app: FastAPI, schema: dict[str, Any]) -> dict[str, Any]:
             if operation is None:
                 continue
             responses = operation.setdefault("responses", {})
-            for status in sorted(derived_statuses(route)):
+            statuses = derived_statuses(route)
+            if 401 in statuses:
+                operation.setdefault("security", [{name: []} for name in _BEARER_SCHEME])
+            for status in sorted(statuses):
                 responses.setdefault(str(status), {})
             operation["responses"] = {
                 key: _as_problem(int(key), response)
@@ -193,6 +201,8 @@ def document_problems(app: FastAPI, schema: dict[str, Any]) -> dict[str, Any]:
                 for key, response in sorted(responses.items())
             }
     components = schema.setdefault("components", {})
+    if '"security"' in json.dumps(paths):
+        components["securitySchemes"] = {**components.get("securitySchemes", {}), **_BEARER_SCHEME}
     schemas = {**components.get("schemas", {}), "Problem": PROBLEM_SCHEMA}
     if f'"{_FASTAPI_422}"' not in json.dumps(schema):
         schemas.pop("HTTPValidationError", None)

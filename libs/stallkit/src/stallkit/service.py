@@ -23,6 +23,7 @@ from prometheus_client import (
 )
 from redis.asyncio import BlockingConnectionPool, Redis
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stallkit.auth import install_token_verifier, whoami_router
@@ -238,6 +239,15 @@ def build_service(
     install_problem_handlers(app)
     install_problem_docs(app)
     app.add_middleware(_HttpMetrics, registry=parts.registry, body_limits=body_limits)
+    origins = parts.settings.cors_origin_list()
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Accept-Language"],
+            max_age=600,
+        )
     # Routes are matched in order, and matching is not free: service routes (hot paths
     # first, as given) before the operational ones.
     for router in routers:

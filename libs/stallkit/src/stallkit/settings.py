@@ -91,6 +91,19 @@ class CommonSettings(BaseSettings):
         default=10, ge=1, validation_alias=_env("STALL_KAFKA_FETCH_MAX_WAIT_MS")
     )
     log_level: str = Field(default="INFO", validation_alias=_env("STALL_LOG_LEVEL"))
+    cors_origins: str = Field(
+        default="",
+        validation_alias=_env("STALL_CORS_ORIGINS"),
+        description=(
+            "Comma-separated origins (`https://host[:port]`) whose pages may call this service "
+            "from the browser: the vendor page (allocation's origin) reads the vendor's warnings "
+            "from inspection. Empty: none (behind one reverse proxy, every page is same-origin)."
+        ),
+    )
+
+    def cors_origin_list(self) -> list[str]:
+        """:attr:`cors_origins` as a list, each without a trailing slash."""
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
 
     @field_validator("retired_jwt_variable_set", mode="before")
     @classmethod

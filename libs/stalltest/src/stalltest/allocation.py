@@ -272,10 +272,13 @@ def settings_for(isolation: Isolation, **overrides: Any) -> AllocationSettings:
 
 
 @contextlib.asynccontextmanager
-async def serve(settings: AllocationSettings) -> AsyncIterator[RunningAllocation]:
-    """Run the allocation app in this event loop until the block ends."""
+async def serve(
+    settings: AllocationSettings, *, port: int | None = None
+) -> AsyncIterator[RunningAllocation]:
+    """Run the allocation app in this event loop until the block ends (on ``port``, or a free
+    one)."""
     asgi = create_app(settings)
-    port = procs.free_port()
+    port = port or procs.free_port()
     server = uvicorn.Server(
         uvicorn.Config(asgi, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
@@ -303,13 +306,16 @@ def make_settings(isolation: Isolation) -> Callable[..., AllocationSettings]:
 
 
 @contextlib.asynccontextmanager
-async def serve_seeded(isolation: Isolation, **overrides: Any) -> AsyncIterator[RunningAllocation]:
+async def serve_seeded(
+    isolation: Isolation, *, port: int | None = None, **overrides: Any
+) -> AsyncIterator[RunningAllocation]:
     """The allocation service with the small catalogue loaded, clock at 10:00 on a Monday.
 
     First come, first served unless ``lottery=True`` is passed: most tests are of the booking
     rules, which hold the same after a draw; the lottery has its own tests.
     """
-    async with serve(settings_for(isolation, **{"lottery": False, **overrides})) as running:
+    settings = settings_for(isolation, **{"lottery": False, **overrides})
+    async with serve(settings, port=port) as running:
         async with running.client(running.admin_token) as admin:
             response = await admin.put(
                 "/v1/admin/catalogue", json=small_catalogue().model_dump(mode="json")

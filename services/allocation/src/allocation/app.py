@@ -20,6 +20,7 @@ from allocation.entrypoints import (
     http_draws,
     http_vendors,
 )
+from allocation.entrypoints.page import vendor_page_router
 from allocation.entrypoints.problems import install_problems
 from allocation.entrypoints.subscribers import register_subscribers
 from stallkit.outbox import OutboxRelay
@@ -130,6 +131,7 @@ def create_app(settings: AllocationSettings | None = None) -> FastStreamAPI:
             http_draws.router,
             http_catalogue.router,
             http_admin.router,
+            vendor_page_router(settings.inspection_url),
         ],
         background=[
             index_earlier_bookings,

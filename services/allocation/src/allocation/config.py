@@ -123,6 +123,16 @@ class AllocationSettings(CommonSettings):
             "{time, phone, text}, instead of being sent. Not used when a gateway is set."
         ),
     )
+    inspection_url: str = Field(
+        default="",
+        pattern=r"^(https?://[^\s/?#]+(/[^\s?#]*)?)?$",
+        description=(
+            "Where the vendor's browser reaches the inspection service (`https://host/inspection`"
+            " or `http://127.0.0.1:8003`): the vendor page shows the vendor's warnings and cases "
+            "from its `/v1/me/warnings`. On another origin, inspection's STALL_CORS_ORIGINS must "
+            "name this service's. Empty: the page does not show them."
+        ),
+    )
     sms_gateway_url: HttpUrl | None = Field(
         default=None,
         description=(

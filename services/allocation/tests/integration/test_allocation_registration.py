@@ -3,9 +3,11 @@ number never revealed, and registrations rate-limited per client address and per
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, ClassVar
@@ -248,6 +250,27 @@ async def test_registrations_are_rate_limited_per_address_and_per_number(
         assert "retry-after" in beyond.headers
         problem(bad, 422, "validation_failed")  # refused before it is counted
         assert not sms_messages(api.sms_outbox, "13611119999")
+
+
+async def test_one_client_trying_500_accounts_in_10_seconds_gets_ten_texts_and_no_account(
+    svc: RunningAllocation,
+) -> None:
+    """The attack of the issue, with the default limits: 500 registrations from one address, each
+    with its own number and identity number, as fast as the client can send them."""
+    attempts = [
+        body(phone=f"139{n:08d}", identity_number=identity_number(900_000 + n)) for n in range(500)
+    ]
+    async with svc.client() as c:
+        answers = await asyncio.gather(*(c.post("/v1/vendors", json=a) for a in attempts))
+        logins = [await login(c, a["phone"], a["password"]) for a in attempts[:20]]
+    statuses = Counter(r.status_code for r in answers)
+    assert statuses == {202: 10, 429: 490}  # ten an hour per address (the default)
+    assert {r.json()["code"] for r in answers if r.status_code == 429} == {"too_many_registrations"}
+    texted = [a["phone"] for a in attempts if sms_messages(svc.sms_outbox, a["phone"])]
+    assert len(texted) == 10  # one text per registration let through, none for the refused
+    # Without the texted codes (numbers the attacker does not hold) no account exists at all.
+    assert {r.status_code for r in logins} == {401}
+    assert not await svc.allocation.vendors.redis.keys(svc.allocation.keys.vendor("*"))
 
 
 async def test_the_registration_helper_registers_over_http(svc: RunningAllocation) -> None:
