@@ -22,6 +22,7 @@ from inspection.entrypoints.http import catalogue_router, expectation_router
 from inspection.entrypoints.http_enforcement import enforcement_router
 from inspection.entrypoints.http_evidence import evidence_router
 from inspection.entrypoints.open311 import open311_router
+from inspection.entrypoints.patrol_page import patrol_router
 from inspection.entrypoints.subscribers import ExpectationProjector, subscribe_projection
 from inspection.service_layer.enforcement import Enforcement
 from stallkit.outbox import OutboxRelay
@@ -83,6 +84,7 @@ def create_app(
             expectation_router(projection, parts.clock),
             catalogue_router(catalogue),
             open311_router(enforcement, catalogue),
+            patrol_router(),
         ],
         background=[start_relay],
         configure_logs=configure_logs,

@@ -173,7 +173,7 @@ async def test_an_offline_scan_is_judged_at_its_observation_time(client: httpx.A
 async def test_a_retried_scan_is_recorded_once_and_answered_the_same(
     client: httpx.AsyncClient,
 ) -> None:
-    body = {"code": code(stall(3)), "occupied": True, "vendor_id": "vd_gina"}
+    body: dict[str, Any] = {"code": code(stall(3)), "occupied": True, "vendor_id": "vd_gina"}
     first = await scan(client, key="phone-1-scan-9", **body)
     again = await scan(client, key="phone-1-scan-9", **body)
     assert (first.status_code, again.status_code) == (201, 200)
