@@ -34,6 +34,7 @@ from contracts.seed import load_catalogue
 from stallctl import procs
 from stallkit.auth import Role
 from stallkit.clock import MARKET_TZ
+from stallkit.service import NO_OPENTELEMETRY
 from stalltest.tokens import dev_token
 
 BARE_KEY = "bench:bare:counter"
@@ -96,8 +97,9 @@ class _Body(BaseModel):
 
 
 def bare_app() -> FastAPI:
-    """A bare FastAPI endpoint doing one Redis round trip (the yardstick)."""
-    app = FastAPI()
+    """A bare FastAPI endpoint doing one Redis round trip (the yardstick), configured as the
+    services are (no OpenTelemetry hooks)."""
+    app = FastAPI(telemetry=NO_OPENTELEMETRY)
     redis = Redis.from_url(os.environ["REDIS_URL"])
 
     @app.post("/bare")
@@ -357,15 +359,22 @@ async def _applications(
     await _load_catalogue(url, now)
     vendors = await _vendors(env["REDIS_URL"], len(stalls), now, prefix="lottery:")
     tokens = [dev_token(Role.VENDOR, v, now=now, ttl_seconds=86400) for v in vendors]
-    request_file = work / "applications.tsv"
-    with request_file.open("w") as out:
+    request_file, warm_file = work / "applications.tsv", work / "applications-warm-up.tsv"
+    opened: set[tuple[str, date]] = set()
+    with request_file.open("w") as out, warm_file.open("w") as warm:
         for offset in range(2, 8):
             day = (now + timedelta(days=offset)).date()
             for i, stall in enumerate(stalls):
                 body = {"market_id": market_of[stall], "date": day.isoformat(),
                         "window_id": "evening", "stall_ids": [stall]}  # fmt: skip
-                out.write(f"{tokens[i]}\t{json.dumps(body)}\n")
-    wrk("warm-up", f"{url}/v1/applications", request_file, seconds=2, concurrency=concurrency)
+                line = f"{tokens[i]}\t{json.dumps(body)}\n"
+                out.write(line)
+                if (market_of[stall], day) not in opened:  # the window's first application
+                    opened.add((market_of[stall], day))
+                    warm.write(line)
+    # The warm-up applies once to every window: its draw is scheduled then (seed drawn,
+    # commitment published), once in the window's life, as when its applications open.
+    wrk("warm-up", f"{url}/v1/applications", warm_file, seconds=2, concurrency=concurrency)
     return wrk(
         "POST /v1/applications",
         f"{url}/v1/applications",

@@ -10,6 +10,7 @@ seed and the salt of the pseudonyms stay in the hash; only the seed is revealed,
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from importlib import resources
@@ -128,13 +129,19 @@ class DrawStore:
         weekly_cap: int,
         application: dict[str, Any],
         draw_at: float,
+        now: float,
+        opens: tuple[float, float],
+        categories: Sequence[str],
+        market_categories: Sequence[str],
     ) -> Decision:
-        """Add or change a vendor's application while the draw is open."""
+        """Add or change a vendor's application while the draw is open, checking the vendor's
+        suspension, booking horizon (``opens``: for a priority vendor, for the others) and
+        category permits as verified on the window's date, all in the one script."""
         draw, apps, _ = self._keys(market_id, day, window_id)
         k = self.keys
         keys = [draw, apps, k.vendor_applications(vendor_id), k.vendor_active(vendor_id),
                 k.vendor_week(vendor_id, week), k.vendor_draw_history(vendor_id),
-                k.suspended(market_id, day.isoformat())]  # fmt: skip
+                k.suspended(market_id, day.isoformat()), k.vendor(vendor_id)]  # fmt: skip
         inputs = {
             "vendor_id": vendor_id,
             "member": member(market_id, day, window_id),
@@ -144,6 +151,12 @@ class DrawStore:
             "weekly_cap": weekly_cap,
             "application": as_json(application),
             "draw_at": draw_at,
+            "now": now,
+            "date": day.isoformat(),
+            "opens_priority": opens[0],
+            "opens_standard": opens[1],
+            "categories": list(categories),
+            "market_categories": list(market_categories),
         }
         raw = await self._apply(keys=keys, args=[as_json(inputs)])
         parts = [x.decode() if isinstance(x, bytes) else str(x) for x in raw]

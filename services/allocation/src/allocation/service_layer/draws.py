@@ -137,8 +137,9 @@ class DrawService:
             market_id, day, window_id, seed=seed, salt=secrets.token_hex(16),
             commitment=commitment, draw_at=at.timestamp(), event=self._outbox(event),
         )  # fmt: skip
-        scheduled = await self.store.get(market_id, day, window_id)
+        scheduled = await self.store.get(market_id, day, window_id)  # ours, or a replica's first
         assert scheduled is not None
+        self._known[member(market_id, day, window_id)] = scheduled
         return scheduled
 
     # -- applications -------------------------------------------------------------------------
@@ -150,53 +151,52 @@ class DrawService:
         if len(command.stall_ids) > MAX_PREFERENCES:
             raise rejected("stall_not_found", f"at most {MAX_PREFERENCES} stalls")
         market, occ = await self._window(command.market_id, command.date, command.window_id)
-        vendor = await self.vendors.get(command.vendor_id, on=command.date)  # verified then
-        if vendor is None:
-            raise rejected("vendor_not_found")
         now = self.clock.now()
-        if vendor.suspended_until is not None and vendor.suspended_until > now:
-            raise rejected("vendor_suspended", suspended_until=vendor.suspended_until.isoformat())
-        horizon = (
-            self.policy.priority_horizon_days
-            if vendor.priority_group.is_priority
-            else self.policy.standard_horizon_days
-        )
-        if now < booking_opens_at(command.date, horizon):
-            raise rejected("outside_booking_horizon")
         closes = draw_at(self.policy, command.date)
         if now >= closes:
             raise rejected("applications_closed", draw_at=closes.isoformat())
         view = self.catalogue.view
+        categories: set[str] = set()
         for stall_id in command.stall_ids:
             stall = view.stalls.get(stall_id)
             if stall is None or stall.market_id != market.id or not stall.active:
                 raise rejected("stall_not_found", f"no stall {stall_id} in {market.id}")
-            if stall.category not in vendor.categories:
-                raise rejected("category_not_permitted")
-        if not command.stall_ids and not any(
-            s.category in vendor.categories
-            for s in view.stalls.values()
-            if s.market_id == market.id and s.active
-        ):
-            raise rejected("category_not_permitted")
+            categories.add(stall.category.value)
+        market_categories = (
+            set()
+            if command.stall_ids
+            else {s.category.value for s in view.stalls.values()
+                  if s.market_id == market.id and s.active}
+        )  # fmt: skip
         # What an application needs of the draw (salt, commitment, time) never changes once it
         # is scheduled: read once per replica; the script checks the draw is still open.
         name = member(market.id, command.date, command.window_id)
         record = self._known.get(name) or await self._scheduled(
             market.id, command.date, command.window_id
         )
+        vendor_id = command.vendor_id
         application = {
             "stall_ids": list(command.stall_ids),
             "applied_at": now.isoformat(),
-            "pseudonym": pseudonym(record.salt, vendor.id),
+            "pseudonym": pseudonym(record.salt, vendor_id),
         }
+        # The vendor (suspension, horizon, permits as verified on the window's date) is checked
+        # in the script with the rest: one round trip, as a booking.
+        opens = tuple(
+            booking_opens_at(command.date, days).timestamp()
+            for days in (self.policy.priority_horizon_days, self.policy.standard_horizon_days)
+        )
         decision = await self.store.apply(
-            market.id, command.date, command.window_id, vendor_id=vendor.id,
+            market.id, command.date, command.window_id, vendor_id=vendor_id,
             starts_at=occ.starts_at.timestamp(), ends_at=occ.ends_at.timestamp(),
             week=occ.iso_week, weekly_cap=self.policy.weekly_cap, application=application,
-            draw_at=record.draw_at,
+            draw_at=record.draw_at, now=now.timestamp(), opens=(opens[0], opens[1]),
+            categories=sorted(categories), market_categories=sorted(market_categories),
         )  # fmt: skip
         if decision.outcome == "err":
+            if decision.value == "vendor_suspended" and decision.extra:
+                until = datetime.fromtimestamp(float(decision.extra[0]), tz=UTC)
+                raise rejected("vendor_suspended", suspended_until=until.isoformat())
             extra = {"conflicting": decision.extra[0]} if decision.extra else {}
             raise rejected(decision.value, **extra)
         answer = {
