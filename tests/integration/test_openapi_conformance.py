@@ -189,8 +189,7 @@ async def _seed(urls: dict[str, str], sms_outbox: Path) -> System:
 @pytest.fixture(scope="module")
 async def system(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[System]:
     """The four services on one prefix, with allocation seeded; once for the module."""
-    tag = uuid.uuid4().hex[:10]
-    isolation = Isolation(infra=infra, topic_prefix=f"t{tag}.", redis_prefix=f"t{tag}:")
+    isolation = Isolation.fresh(infra)
     env = {k.lower(): v for k, v in isolation.env().items()} | {"log_level": "WARNING"}
     sms_outbox = tmp_path_factory.mktemp("sms") / "outbox.jsonl"
     texts = {"sms_outbox": str(sms_outbox)}

@@ -15,6 +15,7 @@ quarter of a megabyte uncompressed; a vendor's phone may be on a slow connection
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import re
@@ -26,6 +27,7 @@ from pathlib import PurePosixPath
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Response
+from fastapi.responses import RedirectResponse
 
 from stallkit.problems import ProblemError
 
@@ -158,6 +160,13 @@ def load_static(roots: Mapping[str, Traversable]) -> dict[str, StaticFile]:
     return loaded
 
 
+@functools.cache
+def _kit() -> dict[str, StaticFile]:
+    """stallkit's shared files, read and compressed once per process (every app built in it,
+    a test session's many, serves the same)."""
+    return load_static({KIT_PREFIX: KIT_STATIC})
+
+
 def render(
     template: str,
     static: Mapping[str, StaticFile],
@@ -204,7 +213,7 @@ def pages_router(
     (``/app/static/``), each cached for good under its version. ``connect_src``: other
     origins the pages may call (another service's API).
     """
-    static = load_static({"": root, KIT_PREFIX: KIT_STATIC})
+    static = {**load_static({"": root}), **_kit()}
     templates = {url: static[name] for url, name in rendered.items()}
     for name in rendered.values():
         static.pop(name, None)  # served rendered only
@@ -232,6 +241,12 @@ def pages_router(
             )
 
         router.add_api_route(url, rendered_file, methods=["GET"])
+        if url.endswith("/") and url != "/":
+            # ``/app`` is ``/app/``: relative URLs and a service worker's scope need the slash.
+            async def without_slash() -> RedirectResponse:
+                return RedirectResponse(url, status_code=308)
+
+            router.add_api_route(url.rstrip("/"), without_slash, methods=["GET"])
 
     for url, page in pages.items():
         serve_rendered(url, page)

@@ -73,6 +73,13 @@ class Isolation:
     topic_prefix: str
     redis_prefix: str
 
+    @classmethod
+    def fresh(cls, infra: Infra) -> Isolation:
+        """New prefixes of their own on the session's broker and Redis (a test's, or a module's
+        for a service shared by its tests)."""
+        tag = uuid.uuid4().hex[:10]
+        return cls(infra=infra, topic_prefix=f"t{tag}.", redis_prefix=f"t{tag}:")
+
     def env(self) -> dict[str, str]:
         """Settings for a service in this test (as environment variable names)."""
         return {
@@ -86,8 +93,7 @@ class Isolation:
 @pytest.fixture
 def isolation(infra: Infra) -> Isolation:
     """Fresh topic and Redis key prefixes for one test."""
-    tag = uuid.uuid4().hex[:10]
-    return Isolation(infra=infra, topic_prefix=f"t{tag}.", redis_prefix=f"t{tag}:")
+    return Isolation.fresh(infra)
 
 
 S = TypeVar("S", bound=CommonSettings)

@@ -61,8 +61,7 @@ HOSTILE_TEXT = {
 @pytest.fixture(scope="module")
 async def api(infra: Infra) -> AsyncIterator[RunningAllocation]:
     """One allocation service for the module, small catalogue loaded, clock at MONDAY 10:00."""
-    tag = uuid.uuid4().hex[:10]
-    isolation = Isolation(infra=infra, topic_prefix=f"t{tag}.", redis_prefix=f"t{tag}:")
+    isolation = Isolation.fresh(infra)
     async with serve_seeded(isolation) as running:
         yield running
 

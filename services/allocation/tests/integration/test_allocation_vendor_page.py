@@ -7,7 +7,6 @@ screenshots under ``test-artifacts/``."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -44,8 +43,7 @@ PASSWORD = "evening market 2026"
 @pytest.fixture(scope="module")
 async def svc(infra: Infra) -> AsyncIterator[RunningAllocation]:
     """The service with the small catalogue, Monday 10:00; tokens outlive the clock's moves."""
-    tag = uuid.uuid4().hex[:10]
-    isolation = Isolation(infra=infra, topic_prefix=f"t{tag}.", redis_prefix=f"t{tag}:")
+    isolation = Isolation.fresh(infra)
     async with serve_seeded(isolation, jwt_ttl_seconds=3 * 86400) as running:
         yield running
 
@@ -202,8 +200,7 @@ async def test_the_vendor_sees_the_warning_a_patrol_gave_them(
     scene = await scene_settings(await service_settings(InspectionSettings), tmp_path)
     settings = scene.model_copy(update={"cors_origins": f"http://127.0.0.1:{allocation_port}"})
     inspection = await start_inspection(settings, serve, publisher, eventually)
-    tag = uuid.uuid4().hex[:10]
-    isolation = Isolation(infra=infra, topic_prefix=f"t{tag}.", redis_prefix=f"t{tag}:")
+    isolation = Isolation.fresh(infra)
     async with serve_seeded(
         isolation, port=allocation_port, inspection_url=str(inspection.base_url)
     ) as alloc:

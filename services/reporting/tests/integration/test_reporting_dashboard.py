@@ -8,24 +8,14 @@ requests. A screenshot is saved under ``test-artifacts/``."""
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, time, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from faststream.kafka import KafkaBroker
-from playwright.async_api import (
-    Browser,
-    ConsoleMessage,
-    Locator,
-    Page,
-    Request,
-    async_playwright,
-    expect,
-)
+from playwright.async_api import Browser, Locator, expect
 
 from contracts.catalogue import Category, District, Location, Market, MarketWindow, Stall
 from contracts.envelope import Event
@@ -43,6 +33,7 @@ from reporting.config import ReportingSettings
 from stallkit.auth import Role
 from stallkit.clock import MARKET_TZ
 from stallkit.messaging import publish_event
+from stalltest.browser import chromium, screenshot, watch
 from stalltest.tokens import dev_token
 
 pytestmark = pytest.mark.integration
@@ -50,8 +41,6 @@ pytestmark = pytest.mark.integration
 Serve = Callable[[Any], Awaitable[httpx.AsyncClient]]
 Eventually = Callable[..., Awaitable[Any]]
 
-ARTIFACTS = Path(__file__).resolve().parents[4] / "test-artifacts"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 NOW = datetime.now(UTC)
 TODAY = NOW.astimezone(MARKET_TZ).date()
@@ -145,35 +134,8 @@ def district_token() -> str:
 @pytest.fixture(scope="module")
 async def browser() -> AsyncIterator[Browser]:
     """Debian's chromium (``make deps`` installs it); Playwright's own download is not used."""
-    if CHROMIUM is None:
-        pytest.fail("chromium is not installed: run `make deps`")
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
-
-
-def watch(page: Page) -> list[str]:
-    """Every console error, uncaught exception and failed request of the page, as text."""
-    problems: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error":
-            problems.append(f"console: {message.text}")
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-
-    def on_failed(request: Request) -> None:
-        if request.failure != "net::ERR_ABORTED":  # a stream cut off by leaving the page is not
-            problems.append(f"failed: {request.url} {request.failure}")
-
-    page.on("requestfailed", on_failed)
-    return problems
+    async with chromium() as launched:
+        yield launched
 
 
 async def test_a_district_officer_sees_the_figures_switches_language_and_follows_a_booking(
@@ -279,8 +241,7 @@ async def test_a_district_officer_sees_the_figures_switches_language_and_follows
         await expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
         await expect(entry).to_contain_text(f"vd_dash_live 预约了 {STALLS[5]}")
 
-        ARTIFACTS.mkdir(exist_ok=True)
-        await page.screenshot(path=ARTIFACTS / "reporting-dashboard.png", full_page=True)
+        await screenshot(page, "reporting-dashboard")
         await page.reload()  # the tab keeps its sign-in and the language
         await expect(page.locator("#board")).to_be_visible()
         await expect(page.locator("html")).to_have_attribute("lang", "zh-CN")

@@ -13,7 +13,6 @@ from importlib.resources import files
 from importlib.resources.abc import Traversable
 
 from fastapi import APIRouter
-from fastapi.responses import RedirectResponse
 
 from stallkit.pages import pages_router
 
@@ -29,13 +28,6 @@ RENDERED = {
 
 
 def patrol_router(root: Traversable = STATIC_ROOT) -> APIRouter:
-    """``GET /app/``: the patrol page; ``/app/sw.js``: its service worker; ``/app/static/``: its
-    files (none of them in the API schema)."""
-    router = pages_router(root, rendered=RENDERED, static_url=f"{APP_URL}static/")
-
-    @router.get(APP_URL.rstrip("/"), include_in_schema=False)
-    async def app_without_slash() -> RedirectResponse:
-        """``/app`` is ``/app/`` (relative URLs and the worker's scope need the slash)."""
-        return RedirectResponse(APP_URL, status_code=308)
-
-    return router
+    """``GET /app/``: the patrol page (``/app`` redirects there); ``/app/sw.js``: its service
+    worker; ``/app/static/``: its files (none of them in the API schema)."""
+    return pages_router(root, rendered=RENDERED, static_url=f"{APP_URL}static/")
