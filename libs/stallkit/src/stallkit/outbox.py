@@ -46,6 +46,7 @@ from redis.exceptions import ResponseError
 from contracts.envelope import Envelope, Event
 from contracts.topics import TOPICS
 from stallkit.settings import CommonSettings
+from stallkit.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -353,10 +354,7 @@ class OutboxRelay:
         finally:
             self.holding = False
             self.lease_held.set(0)
-            await _cancel(*tasks)
-            for task in tasks:
-                if not task.cancelled():
-                    task.exception()  # retrieved: ``done`` above re-raised what mattered
+            await cancel_and_wait(*tasks)  # ``done`` above re-raised what mattered
             await self._close_producer()
 
     async def run(self) -> None:
@@ -387,16 +385,7 @@ class OutboxRelay:
         """Stop relaying and hand the lease over at once."""
         self._stopping.set()
         if self._task is not None:
-            await _cancel(self._task)
+            await cancel_and_wait(self._task)
         await self._close_producer()  # before the release: no round may outlive the lease
         with contextlib.suppress(Exception):
             await self._release(keys=[self.lease_key], args=[self.owner])
-
-
-async def _cancel(*tasks: asyncio.Task[Any]) -> None:
-    """Cancel tasks and wait until they end, cancelling again if one swallowed it."""
-    pending = set(tasks)
-    while pending:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=1.0)

@@ -34,6 +34,7 @@ from stallkit.messaging import consumer_health, make_broker, start_broker_when_r
 from stallkit.openapi import install_problem_docs, problems
 from stallkit.problems import install_problem_handlers, problem_response
 from stallkit.settings import CommonSettings
+from stallkit.tasks import cancel_and_wait
 
 MAX_BODY_BYTES = 256 * 1024
 
@@ -219,10 +220,7 @@ def build_service(
             yield
         finally:
             started.clear()
-            for task in connect_task:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(*connect_task)
             for stop in reversed(stoppers):
                 await stop()
             stoppers.clear()

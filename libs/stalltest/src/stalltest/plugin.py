@@ -30,6 +30,7 @@ from stallctl import procs
 from stallkit.messaging import ensure_topics, make_broker
 from stallkit.service import ServiceParts, make_clock
 from stallkit.settings import CommonSettings
+from stallkit.tasks import cancel_and_wait
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,25 @@ class Infra:
     kafka_port: int
     redis_url: str
     redis_port: int
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def _reap_leftover_tasks() -> AsyncIterator[None]:
+    """At the session's end, stop what tests left running on the shared loop, for sure.
+
+    pytest-asyncio cancels leftovers once when it closes the loop and then waits without a
+    bound; a task that swallowed that one cancel (a clean-up awaited under
+    ``suppress(CancelledError)``) would hang the run. Cancelling until they end does not; one
+    still running after a minute is named, as the bug it is.
+    """
+    yield
+    me = asyncio.current_task()
+    leftovers = [task for task in asyncio.all_tasks() if task is not me]
+    try:
+        await asyncio.wait_for(cancel_and_wait(*leftovers), 60)
+    except TimeoutError:
+        stuck = sorted(task.get_name() for task in leftovers if not task.done())
+        pytest.fail(f"tasks that would not stop: {stuck}")
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ from allocation.entrypoints.problems import install_problems
 from allocation.entrypoints.subscribers import register_subscribers
 from stallkit.outbox import OutboxRelay
 from stallkit.service import ServiceParts, build_service, lazy_app
+from stallkit.tasks import cancel_and_wait
 
 CATALOGUE_REFRESH_SECONDS = 2.0
 
@@ -36,9 +37,7 @@ def _background(work: Coroutine[Any, Any, None]) -> Callable[[], Awaitable[None]
     task = asyncio.create_task(work)
 
     async def stop() -> None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
 
     return stop
 

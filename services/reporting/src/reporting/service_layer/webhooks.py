@@ -279,10 +279,7 @@ class DeliveryWorker:
             log.warning("webhook: lease lost", extra={"subscription": self.sub_id})
             return False
         finally:
-            for task in (keep, deliver):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await cancel_and_wait(keep, deliver)
             with contextlib.suppress(Exception):
                 await self.rt.store.release(self.sub_id, self.rt.owner)
             if self._district:

@@ -9,7 +9,6 @@ and on each new local day every market is replanned, so the timeline rolls forwa
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from datetime import date, timedelta
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from stallkit.clock import Clock
+from stallkit.tasks import cancel_and_wait
 from windows.adapters.timers import ClaimedTimer, OnClaim
 from windows.domain.timeline import Timing, local_today
 from windows.service_layer.timeline import Timeline
@@ -145,8 +145,5 @@ class Ticker:
 
     async def stop(self) -> None:
         """Stop ticking."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
