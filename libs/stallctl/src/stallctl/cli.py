@@ -362,6 +362,29 @@ def topics() -> None:
         typer.echo(f"all topics already exist on {settings.kafka_bootstrap_servers}")
 
 
+@app.command("k8s-topics")
+def k8s_topics(
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Write nothing; exit 1 if the file is out of date."),
+    ] = False,
+) -> None:
+    """Write deploy/k8s/topics.yaml (Strimzi KafkaTopics) from contracts/topics.py."""
+    from stallctl.k8s import TOPICS_FILE, render_topics, write_topics
+    from stallctl.runtime import repo_root
+
+    root = repo_root()
+    path = root / TOPICS_FILE
+    if check:
+        current = path.read_text(encoding="utf-8") if path.is_file() else None
+        if current != render_topics():
+            typer.echo(f"✗ {TOPICS_FILE} is out of date: run `stallctl k8s-topics`", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"{TOPICS_FILE} is up to date")
+        return
+    typer.echo(f"wrote {write_topics(root).relative_to(root)}")
+
+
 def main() -> None:
     """Entry point of the ``stallctl`` script."""
     # Make Chinese output safe on terminals with a non-UTF-8 locale.
