@@ -1,5 +1,6 @@
 # Double-limit markets: developer entry points.
 #   make run     start the embedded system (broker, redis-server, four services), Ctrl-C stops it
+#   make demo    the same, then a simulated market day through the public APIs and its report
 #   make test    the whole test suite (unit, integration, e2e)
 #   make lint    format check, lint, strict type check
 
@@ -15,7 +16,7 @@ APT_PACKAGES := redis-server docker-compose curl
 # in any shell after `make run`, whether uv is on the PATH or only in .tools/bin.
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 
-.PHONY: help deps install run test lint fmt bench assets asyncapi clean
+.PHONY: help deps install run demo test lint fmt bench assets asyncapi clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -58,6 +59,9 @@ install: deps ## deps, then the locked workspace into .venv
 
 run: install ## start the embedded system in the foreground (Ctrl-C stops it)
 	$(UV) run --frozen stallctl up
+
+demo: install ## a simulated market day (35 markets, 2,000 vendors) and its report; Ctrl-C stops
+	$(UV) run --frozen stallctl demo
 
 test: install ## the whole test suite
 	$(UV) run --frozen pytest

@@ -385,6 +385,115 @@ def k8s_topics(
     typer.echo(f"wrote {write_topics(root).relative_to(root)}")
 
 
+@app.command()
+def demo(
+    day: Annotated[
+        str | None,
+        typer.Option(
+            "--date",
+            help="The simulated day, YYYY-MM-DD. Default: the coming Saturday (all markets open).",
+            show_default=False,
+        ),
+    ] = None,
+    speed: Annotated[
+        float, typer.Option(min=1.0, help="Service seconds per real second (the clock's speed).")
+    ] = 200.0,
+    vendors: Annotated[int, typer.Option(min=1, help="Synthetic vendors.")] = 2000,
+    markets: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--markets",
+            help="Only these markets or districts (XZ-06, doumen; repeatable or comma-separated;"
+            " the others are not seeded). Default: all 35.",
+            show_default=False,
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed of the day's plan.")] = 1,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Data folder. Default: a new temporary one (a used one keeps its data).",
+            show_default=False,
+        ),
+    ] = None,
+    base_port: Annotated[
+        int | None,
+        typer.Option(
+            "--base-port",
+            min=1,
+            max=65530,
+            help="Use six ports from N (as `up`). Default: free ports.",
+            show_default=False,
+        ),
+    ] = None,
+    broker_port: PortOption = None,
+    redis_port: PortOption = None,
+    allocation_port: PortOption = None,
+    windows_port: PortOption = None,
+    inspection_port: PortOption = None,
+    reporting_port: PortOption = None,
+    exit_after: Annotated[
+        bool,
+        typer.Option(
+            "--exit",
+            help="Stop once the report is printed (exit 1 if it disagrees or a rule did not hold).",
+        ),
+    ] = False,
+    webhook: Annotated[
+        str | None,
+        typer.Option(
+            help="Register this URL as a webhook of the followed vendor's market (district feed).",
+            show_default=False,
+        ),
+    ] = None,
+    summary_json: Annotated[
+        Path | None,
+        typer.Option(
+            "--summary-json",
+            help="Write what the demo did and reporting's figures to this JSON file.",
+            show_default=False,
+        ),
+    ] = None,
+    ready_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for every service's /readyz.")
+    ] = 90.0,
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=256, help="HTTP requests in flight at most.")
+    ] = 24,
+) -> None:
+    """Simulate a market day end to end through the public APIs, print the district report."""
+    from stallctl.demo_run import DemoOptions, demo_ports, parse_day, run_demo
+
+    try:
+        options = DemoOptions(
+            day=parse_day(day),
+            speed=speed,
+            vendors=vendors,
+            markets=[m for item in markets or [] for m in item.split(",") if m.strip()],
+            seed=seed,
+            data_dir=data_dir,
+            ports=demo_ports(
+                base_port,
+                broker=broker_port,
+                redis=redis_port,
+                allocation=allocation_port,
+                windows=windows_port,
+                inspection=inspection_port,
+                reporting=reporting_port,
+            ),
+            exit=exit_after,
+            webhook=webhook,
+            summary=summary_json,
+            ready_timeout=ready_timeout,
+            concurrency=concurrency,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--date") from exc
+    _die_with_uv_wrapper()
+    raise typer.Exit(run_demo(options))
+
+
 def main() -> None:
     """Entry point of the ``stallctl`` script."""
     # Make Chinese output safe on terminals with a non-UTF-8 locale.
