@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import importlib
+import ipaddress
 import json
 import os
 import re
@@ -188,6 +189,10 @@ def settings_class(service: str) -> type[CommonSettings]:
     return classes[0]
 
 
+#: Variables the server (uvicorn) reads, not the service's settings.
+SERVER_VARIABLES = {"FORWARDED_ALLOW_IPS"}
+
+
 def container_env(built: Build, service: str) -> dict[str, str]:
     """The environment the container starts with (references resolved)."""
     env: dict[str, str] = {}
@@ -317,6 +322,8 @@ def test_every_env_var_is_a_setting_of_its_service_and_compose_sets_none_missing
         settings = settings_class(name)
         env = container_env(built, name)
         for var, value in env.items():
+            if var in SERVER_VARIABLES:
+                continue
             with mock.patch.dict(os.environ, {var: value}, clear=True):
                 assert EnvSettingsSource(settings)(), f"{name}: {var} is no setting of {settings}"
         assert spec["environment"].keys() <= env.keys(), f"{name} misses settings compose sets"
@@ -324,6 +331,15 @@ def test_every_env_var_is_a_setting_of_its_service_and_compose_sets_none_missing
         literal = {k: v for k, v in spec["environment"].items() if "${" not in str(v)}
         literal.pop("KAFKA_BOOTSTRAP_SERVERS")
         assert {k: env[k] for k in literal} == literal
+
+
+def test_allocation_believes_the_ingress_about_client_addresses(built: Build) -> None:
+    # Its login and registration limits count per client address (X-Forwarded-For).
+    trusted = container_env(built, "allocation")["FORWARDED_ALLOW_IPS"].split(",")
+    assert trusted
+    assert "*" not in trusted
+    for network in trusted:
+        ipaddress.ip_network(network.strip())
 
 
 def test_kafka_bootstrap_is_the_strimzi_cluster_of_the_topics(built: Build) -> None:

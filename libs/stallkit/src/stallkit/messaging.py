@@ -17,9 +17,14 @@ from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream_fastapi._internal.get_dependant import mark_faststream_decorated
-from redis.asyncio import Redis
+from redis.exceptions import (
+    ClusterError,
+    ReadOnlyError,
+    ResponseError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from contracts.envelope import Envelope, Event, RawEnvelope
@@ -31,6 +36,7 @@ from contracts.topics import (
     DLQ_SOURCE_TOPIC_HEADER,
     TOPICS,
 )
+from stallkit.redis_client import RedisClient
 from stallkit.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -125,6 +131,11 @@ _INFRA_ERRORS: tuple[type[BaseException], ...] = (
     RedisConnectionError,  # also BusyLoadingError (Redis loading its data after a restart)
     RedisTimeoutError,
     ReadOnlyError,
+    # A Redis Cluster failing over or resharding: CLUSTERDOWN, MASTERDOWN, TRYAGAIN replies
+    # (parsed into these, their prefix gone) and a slot no node serves for the moment.
+    ClusterError,
+    TryAgainError,
+    SlotNotCoveredError,
     KafkaError,
     OSError,  # also ConnectionError and TimeoutError
 )
@@ -253,7 +264,7 @@ class _EventConsumer:
         self,
         broker: KafkaBroker,
         settings: CommonSettings,
-        redis: Redis,
+        redis: RedisClient,
         *,
         group_id: str,
         handlers: Mapping[type[Event], EventHandler],
@@ -385,7 +396,7 @@ def _raw_decoder(message: KafkaMessage) -> bytes:
 def subscribe_events(
     broker: KafkaBroker,
     settings: CommonSettings,
-    redis: Redis,
+    redis: RedisClient,
     *,
     topics: list[str],
     group_id: str,

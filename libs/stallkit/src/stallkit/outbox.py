@@ -40,11 +40,11 @@ from typing import Any, ClassVar
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from contracts.envelope import Envelope, Event
 from contracts.topics import TOPICS
+from stallkit.redis_client import RedisClient
 from stallkit.settings import CommonSettings
 from stallkit.tasks import cancel_and_wait
 
@@ -145,7 +145,7 @@ class OutboxRelay:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         settings: CommonSettings,
         stream_key: str,
         *,

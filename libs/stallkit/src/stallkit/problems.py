@@ -13,6 +13,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from stallkit.headers import with_security_headers
+
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)
 
@@ -164,4 +166,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", extra={"path": request.url.path})
-        return problem_response(request, "internal_error", 500)
+        response = problem_response(request, "internal_error", 500)
+        # Starlette sends this from its own outermost middleware, outside the one of
+        # stallkit.service that adds the security headers: they are added here.
+        response.raw_headers = with_security_headers(response.raw_headers)
+        return response

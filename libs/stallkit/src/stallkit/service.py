@@ -22,17 +22,19 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from redis.asyncio import BlockingConnectionPool, Redis
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stallkit.auth import install_token_verifier, whoami_router
 from stallkit.clock import Clock
+from stallkit.headers import with_security_headers
 from stallkit.logs import configure_logging
 from stallkit.messaging import consumer_health, make_broker, start_broker_when_reachable
 from stallkit.openapi import install_problem_docs, problems
 from stallkit.problems import install_problem_handlers, problem_response
+from stallkit.redis_client import RedisClient, redis_client
+from stallkit.redis_client import ping as ping_redis
 from stallkit.settings import CommonSettings
 from stallkit.tasks import cancel_and_wait
 
@@ -53,7 +55,7 @@ class ServiceParts:
 
     settings: CommonSettings
     clock: Clock
-    redis: Redis
+    redis: RedisClient
     broker: KafkaBroker
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
@@ -77,17 +79,10 @@ def make_clock(settings: CommonSettings) -> Clock:
     )
 
 
-def make_redis(settings: CommonSettings) -> Redis:
-    """A Redis client for the service (closing it closes its connection pool)."""
-    pool = BlockingConnectionPool.from_url(
-        settings.redis_url,
-        max_connections=settings.redis_max_connections,
-        timeout=5,
-        socket_connect_timeout=2,
-        socket_timeout=5,
-        health_check_interval=30,
-    )
-    return Redis.from_pool(pool)  # owns the pool: aclose() closes its connections too
+def make_redis(settings: CommonSettings) -> RedisClient:
+    """The service's Redis client: a Redis Cluster for a ``redis+cluster://`` URL, else one
+    redis-server (closing it closes its connections; see :mod:`stallkit.redis_client`)."""
+    return redis_client(settings.redis_url, settings.redis_max_connections)
 
 
 #: FastAPI's native OpenTelemetry instrumentation, off (see :func:`build_service`).
@@ -95,10 +90,11 @@ NO_OPENTELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs":
 
 
 class _HttpMetrics:
-    """Pure ASGI middleware: request count and latency by route template; body size cap.
+    """Pure ASGI middleware, the outermost: request count and latency by route template; body
+    size cap; the security headers of :mod:`stallkit.headers` on every response.
 
     The cap is :data:`MAX_BODY_BYTES` unless ``body_limits`` gives a path prefix its own (photo
-    uploads, say).
+    uploads, say). One layer does all three: each layer of middleware costs every request.
     """
 
     def __init__(
@@ -124,12 +120,21 @@ class _HttpMetrics:
         for prefix, own in self.body_limits.items():
             if scope["path"].startswith(prefix):
                 limit = own
+        status = 500
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = with_security_headers(list(message.get("headers", ())))
+                message = {**message, "headers": headers}
+            await send(message)
+
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
             response = problem_response(Request(scope), "payload_too_large", 413)
-            await response(scope, receive, send)
+            await response(scope, receive, send_and_record)
             return
-        status = 500
         started = time.perf_counter()
         received = 0
 
@@ -142,12 +147,6 @@ class _HttpMetrics:
                 if received > limit:
                     raise StarletteHTTPException(413)
             return message
-
-        async def send_and_record(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
 
         try:
             await self.app(scope, receive_within_limit, send_and_record)
@@ -171,7 +170,7 @@ def _ops_router(parts: ServiceParts, started: asyncio.Event) -> APIRouter:
         """Readiness: Redis and the Kafka broker answer; no consumer waits out a failure."""
         checks: dict[str, bool] = {"redis": False, "kafka": False, "started": started.is_set()}
         with contextlib.suppress(Exception):
-            checks["redis"] = bool(await asyncio.wait_for(parts.redis.ping(), 1.0))
+            checks["redis"] = await asyncio.wait_for(ping_redis(parts.redis), 1.0)
         with contextlib.suppress(Exception):
             checks["kafka"] = bool(await parts.broker.ping(timeout=1.0))
         stuck = consumer_health(parts.broker).stuck()
@@ -204,6 +203,7 @@ def build_service(
 
     Subscribers must be registered on ``parts.broker`` before this is called. Request bodies
     are capped at :data:`MAX_BODY_BYTES`, or at ``body_limits[prefix]`` under a path prefix.
+    Every response carries the security headers of :mod:`stallkit.headers`.
     """
     if configure_logs:
         configure_logging(parts.settings.service_name, parts.settings.log_level)
@@ -244,7 +244,6 @@ def build_service(
     app.state.broker = parts.broker
     install_problem_handlers(app)
     install_problem_docs(app)
-    app.add_middleware(_HttpMetrics, registry=parts.registry, body_limits=body_limits)
     origins = parts.settings.cors_origin_list()
     if origins:
         app.add_middleware(
@@ -254,6 +253,8 @@ def build_service(
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Accept-Language"],
             max_age=600,
         )
+    # Outermost, so that every answer carries the security headers (CORS preflights too).
+    app.add_middleware(_HttpMetrics, registry=parts.registry, body_limits=body_limits)
     # Routes are matched in order, and matching is not free: service routes (hot paths
     # first, as given) before the operational ones.
     for router in routers:

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stallkit.devkeys import DEV_TOKEN_PUBLIC_KEYS, dev_token_jwks
 from stallkit.keys import TokenKeys
+from stallkit.redis_client import is_cluster_url, parse_cluster_url
 
 RETIRED_JWT_SECRET_MESSAGE = (
     "STALL_JWT_SECRET is no longer used (tokens are signed with Ed25519 keys by their issuers "
@@ -44,9 +45,20 @@ class CommonSettings(BaseSettings):
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:19092", validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS")
     )
-    redis_url: str = Field(default="redis://127.0.0.1:16379/0", validation_alias=_env("REDIS_URL"))
+    redis_url: str = Field(
+        default="redis://127.0.0.1:16379/0",
+        validation_alias=_env("REDIS_URL"),
+        description=(
+            "One redis-server (`redis://[user:password@]host:port/db`, `rediss://` with TLS), "
+            "or a Redis Cluster: `redis+cluster://[user:password@]host:port[,host:port...]/` "
+            "(`rediss+cluster://` with TLS; database 0 only), whose other nodes are discovered."
+        ),
+    )
     redis_max_connections: int = Field(
-        default=256, ge=2, validation_alias=_env("STALL_REDIS_MAX_CONNECTIONS")
+        default=256,
+        ge=2,
+        validation_alias=_env("STALL_REDIS_MAX_CONNECTIONS"),
+        description="Connections to redis-server at most (per node of a Redis Cluster).",
     )
     topic_prefix: str = Field(
         default="",
@@ -56,7 +68,10 @@ class CommonSettings(BaseSettings):
     redis_prefix: str = Field(
         default="",
         validation_alias=_env("STALL_REDIS_PREFIX"),
-        description="Prefix for every Redis key (test isolation); empty in production.",
+        description=(
+            "Prefix for every Redis key (test isolation); empty in production. It must hold no "
+            "`{` or `}`: the keys' own hash tags group them for a Redis Cluster."
+        ),
     )
     token_jwks: str = Field(
         default="",
@@ -104,6 +119,20 @@ class CommonSettings(BaseSettings):
     def cors_origin_list(self) -> list[str]:
         """:attr:`cors_origins` as a list, each without a trailing slash."""
         return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_cluster_url(cls, value: str) -> str:
+        if is_cluster_url(value):
+            parse_cluster_url(value)  # refuse a malformed cluster URL at start-up
+        return value
+
+    @field_validator("redis_prefix")
+    @classmethod
+    def _no_hash_tag_in_prefix(cls, value: str) -> str:
+        if "{" in value or "}" in value:
+            raise ValueError("STALL_REDIS_PREFIX must not hold { or } (it would be the hash tag)")
+        return value
 
     @field_validator("retired_jwt_variable_set", mode="before")
     @classmethod

@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 from aiokafka.errors import KafkaConnectionError
 from faststream.kafka import KafkaBroker, KafkaMessage, TestKafkaBroker
-from redis.exceptions import BusyLoadingError, ResponseError
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    MasterDownError,
+    ResponseError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from contracts.envelope import RawEnvelope
@@ -58,6 +65,11 @@ def _chained(outer: Exception, inner: BaseException, *, suppress: bool = False) 
         (OSError("no route"), True),
         (ResponseError("OOM command not allowed"), True),
         (ResponseError("WRONGTYPE Operation against a key"), False),
+        (ClusterDownError("The cluster is down"), True),
+        (MasterDownError("Link with MASTER is down"), True),
+        (TryAgainError("Multiple keys request during rehashing of slot"), True),
+        (SlotNotCoveredError("Slot 1 is not covered by the cluster."), True),
+        (ResponseError("CROSSSLOT Keys in request don't hash to the same slot"), False),
         (ValueError("bad data"), False),
         (KeyError("missing"), False),
         (_chained(RuntimeError("store failed"), RedisConnectionError("refused")), True),

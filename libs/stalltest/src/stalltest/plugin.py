@@ -173,6 +173,11 @@ class RedisClusterInfo:
         """A URL of one node (a cluster client discovers the others)."""
         return f"redis://127.0.0.1:{self.ports[0]}/0"
 
+    @property
+    def cluster_url(self) -> str:
+        """The ``redis+cluster://`` URL a service's ``REDIS_URL`` takes to use the cluster."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports) + "/"
+
 
 def _redis_cli() -> str:
     path = shutil.which("redis-cli")

@@ -7,12 +7,12 @@ from datetime import date
 
 from argon2 import PasswordHasher
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from redis.asyncio import Redis
 
 from allocation.adapters.catalogue_store import CatalogueStore
 from allocation.adapters.draw_store import DrawStore
 from allocation.adapters.keys import Keys
 from allocation.adapters.ledger import Ledger
+from allocation.adapters.logins import LoginAttempts, LoginLimits
 from allocation.adapters.registrations import RegistrationStore
 from allocation.adapters.sms import FileSmsOutbox, HttpSmsGateway, SmsGateway
 from allocation.adapters.vendor_store import VendorStore
@@ -26,6 +26,7 @@ from allocation.service_layer.markets import MarketService
 from allocation.service_layer.registrations import RegistrationPolicy, RegistrationService
 from allocation.service_layer.vendors import VendorService
 from stallkit.clock import MARKET_TZ, Clock
+from stallkit.redis_client import RedisClient
 
 
 def policy_from(settings: AllocationSettings) -> Policy:
@@ -62,6 +63,18 @@ def registration_policy_from(settings: AllocationSettings) -> RegistrationPolicy
     )
 
 
+def login_limits_from(settings: AllocationSettings) -> LoginLimits:
+    """The login limits the settings describe."""
+    return LoginLimits(
+        per_number_from_address=settings.max_login_failures,
+        per_address=settings.login_failures_per_address,
+        address_period_seconds=settings.login_lockout_minutes * 60,
+        per_number=settings.login_failures_per_number,
+        number_period_seconds=settings.login_number_period_minutes * 60,
+        known_address_seconds=settings.login_known_address_days * 86400,
+    )
+
+
 def sms_gateway_from(settings: AllocationSettings, clock: Clock) -> SmsGateway:
     """The gateway if one is set (production), else the development outbox file."""
     if settings.sms_gateway_url is not None:
@@ -89,7 +102,7 @@ class Allocation:
     signing_key: Ed25519PrivateKey
 
 
-def bootstrap(settings: AllocationSettings, clock: Clock, redis: Redis) -> Allocation:
+def bootstrap(settings: AllocationSettings, clock: Clock, redis: RedisClient) -> Allocation:
     """Build the allocation service from its settings, clock and Redis client."""
     keys = Keys(settings.redis_prefix)
     policy = policy_from(settings)
@@ -134,11 +147,7 @@ def bootstrap(settings: AllocationSettings, clock: Clock, redis: Redis) -> Alloc
         ledger=ledger,
         vendors=vendors,
         vendor_service=VendorService(
-            vendors,
-            clock,
-            hasher,
-            max_login_failures=settings.max_login_failures,
-            lockout_seconds=settings.login_lockout_minutes * 60,
+            vendors, LoginAttempts(redis, keys, login_limits_from(settings)), clock, hasher
         ),
         registrations=RegistrationService(
             RegistrationStore(redis, keys),

@@ -74,9 +74,41 @@ class AllocationSettings(CommonSettings):
     max_suspension_days: int = Field(default=31, ge=1, description="Longest market suspension.")
     idempotency_ttl_hours: int = Field(default=24, ge=1)
     max_login_failures: int = Field(
-        default=10, ge=1, description="Wrong passwords for one number before a lockout."
+        default=10,
+        ge=1,
+        description=(
+            "Login attempts for one number from one client address in a lockout period; beyond, "
+            "that address is refused for that number (`too_many_attempts`) until it ends."
+        ),
     )
-    login_lockout_minutes: int = Field(default=15, ge=1)
+    login_lockout_minutes: int = Field(
+        default=15, ge=1, description="The period of the per-address login limits."
+    )
+    login_failures_per_address: int = Field(
+        default=50,
+        ge=1,
+        description="Login attempts from one client address, whatever the numbers, in a period.",
+    )
+    login_failures_per_number: int = Field(
+        default=60,
+        ge=1,
+        description=(
+            "Login attempts for one number from addresses it has not logged in from, in "
+            "`login_number_period_minutes` (a guess spread over many addresses). Must be more "
+            "than one address can make alone, so that a single attacker cannot reach it."
+        ),
+    )
+    login_number_period_minutes: int = Field(
+        default=60, ge=1, description="The period of the per-number login ceiling."
+    )
+    login_known_address_days: int = Field(
+        default=30,
+        ge=1,
+        description=(
+            "How long an address a number logged in from is known to it: attempts from it count "
+            "only against that address's own limit for the number."
+        ),
+    )
     argon2_time_cost: int = Field(default=2, ge=1)
     argon2_memory_kib: int = Field(default=19 * 1024, ge=8 * 1024)
     lottery: bool = Field(
@@ -156,6 +188,20 @@ class AllocationSettings(CommonSettings):
             raise ValueError(
                 f"the public key of token_signing_key (kid {kid}) is not in STALL_TOKEN_JWKS: "
                 "vendor tokens would be refused; add allocation's /.well-known/jwks.json to it"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _one_address_cannot_reach_the_number_ceiling(self) -> AllocationSettings:
+        # One address's fixed lockout periods touch at most ceil(P/p) + 1 of them in any
+        # period P of the per-number ceiling.
+        periods = -(-self.login_number_period_minutes // self.login_lockout_minutes) + 1
+        alone = self.max_login_failures * periods
+        if self.login_failures_per_number <= alone:
+            raise ValueError(
+                f"login_failures_per_number ({self.login_failures_per_number}) must be more than "
+                f"one client address can make alone in its period ({alone}): otherwise one "
+                "attacker can lock a number out of every address it has not logged in from"
             )
         return self
 

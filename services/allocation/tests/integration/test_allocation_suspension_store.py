@@ -81,9 +81,29 @@ async def test_declare_and_lift_write_dates_records_and_events_together(
 
 
 async def test_login_attempts_are_reserved_up_to_the_limit(allocation: Allocation) -> None:
-    vendors = allocation.vendors
-    reserved = [await vendors.reserve_login_attempt("13900001111", 3, 900) for _ in range(5)]
-    assert reserved == [True, True, True, False, False]
-    assert await vendors.login_failures("13900001111") == 3
-    await vendors.clear_login_failures("13900001111")
-    assert await vendors.reserve_login_attempt("13900001111", 3, 900)
+    """The login counters (defaults: 10 per number from an address, 50 per address, 60 per
+    number from unknown addresses) are counted together or not at all, and a success clears
+    the address's count for the number and gives its attempt back to the wider ones."""
+    attempts = allocation.vendor_service.attempts
+    phone, address, now = "13900001111", "198.51.100.1", allocation.clock.now().timestamp()
+    reserved = [await attempts.reserve(phone, address, known=False) for _ in range(12)]
+    assert reserved[:10] == [None] * 10
+    assert all(wait is not None and 1 <= wait <= 15 * 60 for wait in reserved[10:])
+    # The refused two were counted nowhere.
+    assert await attempts.counted("pair", address, phone) == 10
+    assert await attempts.counted("address", address) == 10
+    assert await attempts.counted("number", phone) == 10
+
+    assert not await attempts.known(phone, address, now)
+    await attempts.succeeded(phone, address, now, known=False)
+    assert await attempts.known(phone, address, now)
+    assert await attempts.counted("pair", address, phone) == 0
+    assert await attempts.counted("address", address) == 9
+    assert await attempts.counted("number", phone) == 9
+    # From a known address an attempt counts on its own (address, number) counter only.
+    assert await attempts.reserve(phone, address, known=True) is None
+    assert await attempts.counted("pair", address, phone) == 1
+    assert await attempts.counted("number", phone) == 9
+    # Known for the known-address lifetime, then no more.
+    later = now + allocation.settings.login_known_address_days * 86400 + 1
+    assert not await attempts.known(phone, address, later)

@@ -11,7 +11,6 @@ from datetime import timedelta
 
 from fastapi import APIRouter
 from faststream_fastapi import FastStreamAPI
-from redis.asyncio import BlockingConnectionPool, Redis
 
 from contracts.catalogue import District
 from reporting.adapters.facts_store import FactsStore
@@ -29,6 +28,7 @@ from reporting.service_layer.facts import FactsProjector
 from reporting.service_layer.fanout import BLOCK_MS, FeedFanout
 from reporting.service_layer.reports import Reports
 from reporting.service_layer.webhooks import Webhooks, WebhookSupervisor
+from stallkit.redis_client import redis_client
 from stallkit.service import Background, ServiceParts, build_service, lazy_app
 
 
@@ -87,15 +87,9 @@ def live_feeds(
     The fan-out's readers block on Redis (XREAD BLOCK), one connection per feed in use, so they
     have their own small pool rather than holding the service's connections.
     """
-    pool = BlockingConnectionPool.from_url(
-        settings.redis_url,
-        max_connections=len(District) + 2,
-        timeout=5,
-        socket_connect_timeout=2,
-        socket_timeout=BLOCK_MS / 1000 + 5,
-        health_check_interval=30,
-    )
-    reader_redis = Redis.from_pool(pool)
+    reader_redis = redis_client(
+        settings.redis_url, len(District) + 2, command_timeout=BLOCK_MS / 1000 + 5
+    )  # one Redis, or the node of the feeds' slot on a Redis Cluster
     fanout = FeedFanout(
         FeedLog(reader_redis, settings, feed.retention),
         queue_size=settings.feed_queue_size,

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
@@ -19,6 +18,7 @@ from contracts.catalogue import Catalogue, Market, Stall
 from contracts.envelope import Envelope, Event
 from contracts.events import MarketChanged, ScheduleChanged, StallChanged
 from stallkit.outbox import outbox_fields
+from stallkit.redis_client import RedisClient
 
 
 def window_signature(market: Market, window_id: str) -> str:
@@ -71,7 +71,7 @@ class ImportResult:
 class CatalogueStore:
     """Reads and writes the catalogue; keeps a cached :class:`CatalogueView`."""
 
-    def __init__(self, redis: Redis, keys: Keys, *, source: str, now: Callable[[], datetime]):
+    def __init__(self, redis: RedisClient, keys: Keys, *, source: str, now: Callable[[], datetime]):
         self.redis = redis
         self.keys = keys
         self.source = source

@@ -16,11 +16,9 @@ from datetime import date
 from importlib import resources
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
-
 from allocation.adapters.keys import Keys
 from allocation.adapters.ledger import Decision, OutboxEvent, as_json
+from stallkit.redis_client import RedisClient
 
 
 def _script(name: str) -> str:
@@ -56,7 +54,7 @@ class DrawRecord:
 class DrawStore:
     """Read and move the draws."""
 
-    def __init__(self, redis: Redis | RedisCluster, keys: Keys):
+    def __init__(self, redis: RedisClient, keys: Keys):
         self.redis = redis
         self.keys = keys
         self._schedule = redis.register_script(_script("draw_schedule.lua"))

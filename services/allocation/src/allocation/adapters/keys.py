@@ -92,9 +92,14 @@ class Keys:
         """Registrations counted for a client address or a phone number in the current period."""
         return self.k("regcount", scope, value)
 
-    def login_failures(self, phone: str) -> str:
-        """Failed logins for a phone number in the current lockout period."""
-        return self.k("loginfail", phone)
+    def login_attempts(self, scope: str, *values: str) -> str:
+        """Login attempts counted in the current period for a ``scope``: ``pair`` (a client
+        address and a phone number, in that order), ``address`` or ``number``."""
+        return self.k("loginfail", scope, *values)
+
+    def login_addresses(self, phone: str) -> str:
+        """Sorted set of the client addresses a number logged in from, by last success."""
+        return self.k("loginknown", phone)
 
     def booking(self, booking_id: str) -> str:
         """Hash of a booking."""

@@ -13,13 +13,12 @@ from importlib import resources
 from typing import Any
 
 from pydantic_core import to_json
-from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
 
 from allocation.adapters.keys import Keys
 from allocation.domain.model import Booking, BookingState
 from allocation.domain.rules import iso_week
 from contracts.catalogue import Category
+from stallkit.redis_client import RedisClient
 
 
 def _script(name: str) -> str:
@@ -150,7 +149,7 @@ class NoShowCount:
 class Ledger:
     """Bookings, claims, counters and no-shows in Redis."""
 
-    def __init__(self, redis: Redis | RedisCluster, keys: Keys):
+    def __init__(self, redis: RedisClient, keys: Keys):
         self.redis = redis
         self.keys = keys
         self._book = redis.register_script(_script("book.lua"))

@@ -13,10 +13,10 @@ import json
 from dataclasses import dataclass
 from importlib import resources
 
-from redis.asyncio import Redis
-
 from allocation.adapters.keys import Keys
+from allocation.adapters.limits import Limit, Limits
 from allocation.domain.eligibility import ClaimKind
+from stallkit.redis_client import RedisClient
 
 
 def _script(name: str) -> str:
@@ -82,10 +82,10 @@ class CodeCheck:
 class RegistrationStore:
     """Pending registrations and how many were made per client address and phone number."""
 
-    def __init__(self, redis: Redis, keys: Keys):
+    def __init__(self, redis: RedisClient, keys: Keys):
         self.redis = redis
         self.keys = keys
-        self._count = redis.register_script(_script("registrations_count.lua"))
+        self.limits = Limits(redis)
         self._check = redis.register_script(_script("registration_code.lua"))
 
     async def count(
@@ -93,12 +93,10 @@ class RegistrationStore:
     ) -> int | None:
         """Count a registration for both its address and its number (atomically, both or
         neither); ``None`` if counted, else the seconds until the limit that refused it resets."""
-        keys = [
-            self.keys.registrations_counted("address", address),
-            self.keys.registrations_counted("phone", phone),
-        ]
-        counted, wait = await self._count(keys=keys, args=[per_address, per_phone, period_seconds])
-        return None if int(counted) else int(wait)
+        return await self.limits.count(
+            Limit(self.keys.registrations_counted("address", address), per_address, period_seconds),
+            Limit(self.keys.registrations_counted("phone", phone), per_phone, period_seconds),
+        )
 
     async def put(self, registration: PendingRegistration, ttl_seconds: int) -> None:
         """Store a registration until ``ttl_seconds`` have passed."""

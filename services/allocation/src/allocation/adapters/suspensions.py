@@ -14,9 +14,8 @@ from datetime import date, datetime, timedelta
 from importlib import resources
 from typing import Any
 
-from redis.asyncio import Redis
-
 from allocation.adapters.keys import Keys
+from stallkit.redis_client import RedisClient
 
 
 def _script(name: str) -> str:
@@ -101,7 +100,7 @@ class OutboxEntry:
 class SuspensionStore:
     """Declares, lifts and reads market suspensions."""
 
-    def __init__(self, redis: Redis, keys: Keys):
+    def __init__(self, redis: RedisClient, keys: Keys):
         self.redis = redis
         self.keys = keys
         self._declare = redis.register_script(_script("suspend.lua"))

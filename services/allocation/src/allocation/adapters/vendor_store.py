@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from importlib import resources
 
-from redis.asyncio import Redis
-
 from allocation.adapters.keys import Keys
 from allocation.adapters.ledger import OutboxEvent, as_json
 from allocation.domain.eligibility import (
@@ -33,15 +31,7 @@ from allocation.domain.eligibility import (
 from allocation.domain.model import PriorityGroup, Vendor
 from contracts.catalogue import Category
 from stallkit.clock import MARKET_TZ
-
-#: KEYS[1] the phone number's attempt counter; ARGV limit, period in seconds. 1 if reserved.
-_RESERVE_LOGIN_ATTEMPT = """
-local count = tonumber(redis.call('GET', KEYS[1]) or '0')
-if count >= tonumber(ARGV[1]) then return 0 end
-redis.call('INCR', KEYS[1])
-redis.call('EXPIRE', KEYS[1], ARGV[2], 'NX')
-return 1
-"""
+from stallkit.redis_client import RedisClient
 
 #: Who decided the claims of a vendor created with its eligibility already verified.
 SEEDED_BY = "system"
@@ -102,12 +92,11 @@ class ClaimsRead:
 class VendorStore:
     """Create and read vendors and their claims; phone numbers and identities are unique."""
 
-    def __init__(self, redis: Redis, keys: Keys, today: Callable[[], date] | None = None):
+    def __init__(self, redis: RedisClient, keys: Keys, today: Callable[[], date] | None = None):
         self.redis = redis
         self.keys = keys
         #: The local date eligibility is read for when no date is given.
         self.today = today or (lambda: datetime.now(MARKET_TZ).date())
-        self._reserve = redis.register_script(_RESERVE_LOGIN_ATTEMPT)
         self._create = redis.register_script(_script("vendor_create.lua"))
         self._write_claim = redis.register_script(_script("claim_write.lua"))
         self._adopt = redis.register_script(_script("claims_adopt.lua"))
@@ -332,25 +321,6 @@ class VendorStore:
             ]
             adopted += int(await self._adopt(keys=keys, args=[as_json(inputs)]))
         return adopted
-
-    # -- login --------------------------------------------------------------------------------
-
-    async def login_failures(self, phone: str) -> int:
-        """Login attempts counted for ``phone`` in the current period (successes clear them)."""
-        return int(await self.redis.get(self.keys.login_failures(phone)) or 0)
-
-    async def reserve_login_attempt(self, phone: str, limit: int, period_seconds: int) -> bool:
-        """Count a login attempt before its password is checked; ``False`` once ``limit`` are.
-
-        Atomic (one script), so concurrent logins cannot all pass the check before any is
-        counted. The count expires ``period_seconds`` after the first attempt of a period.
-        """
-        key = self.keys.login_failures(phone)
-        return bool(await self._reserve(keys=[key], args=[limit, period_seconds]))
-
-    async def clear_login_failures(self, phone: str) -> None:
-        """Forget failed logins after a successful one."""
-        await self.redis.delete(self.keys.login_failures(phone))
 
 
 def _claim_id() -> str:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from allocation.config import VENDOR_TOKEN_AUDIENCE
 from allocation.domain.errors import rejected
-from allocation.entrypoints.deps import AllocationDep, CurrentVendor
+from allocation.entrypoints.deps import AllocationDep, ClientAddress, CurrentVendor
 from allocation.entrypoints.vendor_schemas import (
     ClaimView,
     NewClaim,
@@ -32,6 +32,12 @@ jwks_router = APIRouter(tags=["vendors"])
 _RETRY_AFTER = {
     "Retry-After": {
         "description": "Seconds until a registration from here (or for this number) is taken.",
+        "schema": {"type": "integer"},
+    }
+}
+_LOGIN_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds until the limit that refused the login resets.",
         "schema": {"type": "integer"},
     }
 }
@@ -66,7 +72,7 @@ async def vendor_token_keys(
     },
 )
 async def register_vendor(
-    body: VendorRegistration, request: Request, allocation: AllocationDep
+    body: VendorRegistration, address: ClientAddress, allocation: AllocationDep
 ) -> RegistrationView:
     """Start a registration: a 6-digit code is texted to the phone, to complete it with at
     ``POST /v1/vendors/verify``. The answer is the same for a number that is already
@@ -81,7 +87,7 @@ async def register_vendor(
             priority_group=body.priority_group,
             categories=frozenset(body.categories),
             health_certificate_expires=body.health_certificate_expires,
-            client_address=request.client.host if request.client else "unknown",
+            client_address=address,
         )
     )
     return RegistrationView(registration_id=started.registration_id, expires_in=started.expires_in)
@@ -119,16 +125,26 @@ async def complete_registration(body: RegistrationCode, allocation: AllocationDe
     "/auth/token",
     responses={
         401: {"description": "Wrong phone number or password (`invalid_credentials`)."},
-        **problems(429),
+        **_problem(
+            429,
+            "Too many attempts (`too_many_attempts`): for this number from this address, from "
+            "this address, or for this number from addresses it never logged in from; "
+            "`Retry-After` says when to try again.",
+            headers=_LOGIN_RETRY_AFTER,
+        ),
     },
 )
 async def login(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()], allocation: AllocationDep
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    address: ClientAddress,
+    allocation: AllocationDep,
 ) -> TokenResponse:
     """OAuth2 password flow: phone number as username, password → bearer token."""
     if len(form.username) > 32 or len(form.password) > 128:
         raise rejected("invalid_credentials")
-    vendor_id = await allocation.vendor_service.authenticate(form.username.strip(), form.password)
+    vendor_id = await allocation.vendor_service.authenticate(
+        form.username.strip(), form.password, address
+    )
     ttl = allocation.settings.jwt_ttl_seconds
     token = mint_token(
         allocation.settings.vendor_token_key(),

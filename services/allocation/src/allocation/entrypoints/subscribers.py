@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 from faststream.kafka import KafkaBroker
-from redis.asyncio import Redis
 
 from allocation.bootstrap import Allocation
 from allocation.domain.errors import Rejected
@@ -20,6 +19,7 @@ from contracts.events import (
 )
 from contracts.text import plain_text_problem
 from stallkit.messaging import UnprocessableEvent, subscribe_events
+from stallkit.redis_client import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def suspension_id_of(event: MarketSuspended, envelope: RawEnvelope) -> str:
     return event.suspension_id or f"sp_{envelope.id}"[:MAX_SUSPENSION_ID_LENGTH]
 
 
-def register_subscribers(broker: KafkaBroker, redis: Redis, allocation: Allocation) -> None:
+def register_subscribers(broker: KafkaBroker, redis: RedisClient, allocation: Allocation) -> None:
     """Consume the windows topic in the ``allocation`` group."""
 
     async def on_deadline(event: CheckInDeadlinePassed, envelope: RawEnvelope) -> None:

@@ -23,7 +23,6 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any, TypeVar
 
-from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
@@ -33,6 +32,7 @@ from inspection.adapters.keys import Keys
 from inspection.domain import record
 from inspection.domain.cases import Case, HistoryItem
 from stallkit.outbox import outbox_fields
+from stallkit.redis_client import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ class Tx:
 class EnforcementStore:
     """The Redis side of inspection's decisions."""
 
-    def __init__(self, redis: Redis, keys: Keys, source: str):
+    def __init__(self, redis: RedisClient, keys: Keys, source: str):
         self.redis = redis
         self.keys = keys
         self.source = source

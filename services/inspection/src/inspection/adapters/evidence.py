@@ -26,11 +26,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from redis.asyncio import Redis
-
 from inspection.adapters.keys import Keys
 from stallkit.clock import Clock
 from stallkit.problems import ProblemError, register_messages
+from stallkit.redis_client import RedisClient
 
 PNG = "image/png"
 JPEG = "image/jpeg"
@@ -335,7 +334,7 @@ class EvidenceStore:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         keys: Keys,
         folder: Path,
         max_bytes: int,

@@ -15,7 +15,6 @@ from datetime import date, datetime
 from typing import Any
 
 from pydantic import TypeAdapter
-from redis.asyncio import Redis
 
 from inspection.domain.expected import (
     CodeStatus,
@@ -40,6 +39,7 @@ from inspection.domain.market_time import (
     local_date,
 )
 from stallkit.clock import Clock
+from stallkit.redis_client import RedisClient
 from stallkit.settings import CommonSettings
 
 MIN_TTL_SECONDS = 3600
@@ -282,7 +282,9 @@ class RedisExpectationStore(ExpectationStore):
     - ``insp:{geo}:markets`` GEO set of market locations
     """
 
-    def __init__(self, redis: Redis, settings: CommonSettings, clock: Clock, retention_days: int):
+    def __init__(
+        self, redis: RedisClient, settings: CommonSettings, clock: Clock, retention_days: int
+    ):
         self.redis = redis
         self.settings = settings
         self.clock = clock

@@ -8,7 +8,6 @@ import logging
 from collections.abc import Callable
 
 from faststream.kafka import KafkaBroker
-from redis.asyncio import Redis
 
 from contracts.envelope import Event, RawEnvelope
 from contracts.events import (
@@ -58,6 +57,7 @@ from inspection.domain.market_time import (
     local_date,
 )
 from stallkit.messaging import EventHandler, subscribe_events
+from stallkit.redis_client import RedisClient
 from stallkit.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -303,7 +303,7 @@ def projection_handlers(projector: ExpectationProjector) -> dict[type[Event], Ev
 def subscribe_projection(
     broker: KafkaBroker,
     settings: CommonSettings,
-    redis: Redis,
+    redis: RedisClient,
     projector: ExpectationProjector,
     *,
     group_id: str = GROUP_ID,

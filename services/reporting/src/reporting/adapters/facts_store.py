@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from reporting.domain.figures import (
@@ -34,6 +33,7 @@ from reporting.domain.figures import (
     ScanFacts,
     WindowFacts,
 )
+from stallkit.redis_client import RedisClient
 from stallkit.settings import CommonSettings
 
 # Sets ``field`` to ``value`` unless what is there was set by a later event (ARGV[2], ms).
@@ -66,7 +66,7 @@ def _stamped(raw: bytes | str) -> Any:
 class FactsStore:
     """Reads and writes the facts reports are computed from."""
 
-    def __init__(self, redis: Redis, settings: CommonSettings, retention_days: int):
+    def __init__(self, redis: RedisClient, settings: CommonSettings, retention_days: int):
         self.redis = redis
         self.settings = settings
         self.ttl_seconds = int(retention_days * 24 * 3600)

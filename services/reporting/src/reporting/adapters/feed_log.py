@@ -16,9 +16,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
-
 from reporting.domain.feed import ALL, FeedEntry
+from stallkit.redis_client import RedisClient
 from stallkit.settings import CommonSettings
 
 # KEYS: seen, then per stream (stream, trimmed). ARGV: seen ttl (s), retention (ms), then the
@@ -76,7 +75,7 @@ class Appended:
 class FeedLog:
     """The per-district logs in Redis."""
 
-    def __init__(self, redis: Redis, settings: CommonSettings, retention: dt.timedelta):
+    def __init__(self, redis: RedisClient, settings: CommonSettings, retention: dt.timedelta):
         self.redis = redis
         self.settings = settings
         self.retention = retention

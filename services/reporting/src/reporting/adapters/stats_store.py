@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from redis.asyncio import Redis
-
 from reporting.domain.stats import CountedEvent, EventStats, Scope, scopes_of
+from stallkit.redis_client import RedisClient
 from stallkit.settings import CommonSettings
 
 #: How long an event id is remembered as counted (as long as the consumer's dedup marks).
@@ -53,7 +52,7 @@ class RedisStatsStore:
     script can update them atomically. Each scope is one small hash.
     """
 
-    def __init__(self, redis: Redis, settings: CommonSettings):
+    def __init__(self, redis: RedisClient, settings: CommonSettings):
         self.redis = redis
         self.settings = settings
         self._count_once = redis.register_script(_COUNT_ONCE)

@@ -15,8 +15,6 @@ import json
 from dataclasses import dataclass
 from enum import IntEnum
 
-from redis.asyncio import Redis
-
 from reporting.domain.webhooks import (
     TRANSITIONS,
     Change,
@@ -25,6 +23,7 @@ from reporting.domain.webhooks import (
     Status,
     Subscription,
 )
+from stallkit.redis_client import RedisClient
 from stallkit.settings import CommonSettings
 
 # KEYS: ids, feed's ids, subscription. ARGV: id, the feed's limit, then fields as pairs.
@@ -148,7 +147,7 @@ def _time(raw: str | None) -> dt.datetime | None:
 class WebhookStore:
     """The subscriptions, their positions and delivery logs, and the delivery leases."""
 
-    def __init__(self, redis: Redis, settings: CommonSettings, *, log_length: int = 1000):
+    def __init__(self, redis: RedisClient, settings: CommonSettings, *, log_length: int = 1000):
         self.redis = redis
         self.settings = settings
         self.log_length = log_length

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from faststream.kafka import KafkaBroker
-from redis.asyncio import Redis
 
 from contracts.envelope import Event, RawEnvelope
 from contracts.events import (
@@ -21,6 +20,7 @@ from reporting.config import ReportingSettings
 from reporting.domain.stats import CountedEvent
 from reporting.service_layer.facts import FactsProjector
 from stallkit.messaging import subscribe_events
+from stallkit.redis_client import RedisClient
 
 TOPICS = ["catalogue", "bookings", "windows", "inspection"]
 
@@ -80,7 +80,7 @@ class EventCounter:
 
 
 def subscribe_everything(
-    broker: KafkaBroker, settings: ReportingSettings, redis: Redis, counter: EventCounter
+    broker: KafkaBroker, settings: ReportingSettings, redis: RedisClient, counter: EventCounter
 ) -> None:
     """Register the subscriber of all topics on ``broker`` (before the app is built)."""
     subscribe_events(

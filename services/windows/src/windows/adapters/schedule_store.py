@@ -6,8 +6,7 @@ import json
 from datetime import datetime, time
 from typing import Any, Protocol
 
-from redis.asyncio import Redis
-
+from stallkit.redis_client import RedisClient
 from stallkit.settings import CommonSettings
 from windows.domain.schedule import MarketSchedule, WindowSpec
 
@@ -79,7 +78,7 @@ def _text(value: bytes | str) -> str:
 class RedisScheduleStore:
     """One JSON string per market under ``win:{market}:schedule`` (hash tag: the market)."""
 
-    def __init__(self, redis: Redis, settings: CommonSettings):
+    def __init__(self, redis: RedisClient, settings: CommonSettings):
         self.redis = redis
         self.settings = settings
 

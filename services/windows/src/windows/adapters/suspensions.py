@@ -6,7 +6,8 @@ import json
 from dataclasses import replace
 from datetime import date, datetime
 
-from windows.adapters.timers import RedisClient, TimerStore
+from stallkit.redis_client import RedisClient
+from windows.adapters.timers import TimerStore
 from windows.domain.plan import Suspension
 
 

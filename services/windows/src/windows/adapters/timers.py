@@ -19,21 +19,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from importlib import resources
-from typing import Any, TypeAlias
-
-from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
+from typing import Any
 
 from contracts.envelope import Envelope
 from contracts.events import EVENTS_BY_TYPE, WindowCancelled
+from stallkit.redis_client import RedisClient
 from windows.domain.plan import Plan, Timer
 from windows.domain.timeline import RANKS, Lateness, Timing, classify
 
 #: Outbox shards. Fixed: a market's keys live in its shard's slot, so changing it would strand
 #: pending timers (it would need a migration).
 SHARDS = 8
-
-RedisClient: TypeAlias = Redis | RedisCluster
 
 
 def _script(name: str) -> str:

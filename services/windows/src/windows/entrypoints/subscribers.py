@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 from faststream.kafka import KafkaBroker
-from redis.asyncio import Redis
 
 from contracts.catalogue import MarketWindow
 from contracts.envelope import RawEnvelope
@@ -17,6 +16,7 @@ from contracts.events import (
     ScheduleChanged,
 )
 from stallkit.messaging import subscribe_events
+from stallkit.redis_client import RedisClient
 from stallkit.settings import CommonSettings
 from windows.adapters.schedule_store import ScheduleStore
 from windows.domain.plan import Suspension
@@ -125,7 +125,7 @@ class ScheduleProjector:
 
 
 def subscribe_catalogue(
-    broker: KafkaBroker, settings: CommonSettings, redis: Redis, projector: ScheduleProjector
+    broker: KafkaBroker, settings: CommonSettings, redis: RedisClient, projector: ScheduleProjector
 ) -> None:
     """Register the catalogue subscriber on ``broker`` (before the app is built)."""
     subscribe_events(

@@ -1,0 +1,111 @@
+"""The Redis client of a service: one redis-server, or a Redis Cluster chosen by the URL.
+
+``redis://`` / ``rediss://`` (and ``unix://``) URLs give the single-node client; a
+``redis+cluster://[user:password@]host:port[,host:port...][/0]`` URL (``rediss+cluster://`` with
+TLS) gives a :class:`~redis.asyncio.cluster.RedisCluster` that starts from those nodes and
+discovers the others. A cluster has only database 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeAlias
+from urllib.parse import unquote
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+#: What services hold: both clients take the same commands, scripts and pipelines (a cluster
+#: needs every key of a script or transaction in one hash slot).
+RedisClient: TypeAlias = Redis | RedisCluster
+
+CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}
+
+CONNECT_TIMEOUT = 2.0
+COMMAND_TIMEOUT = 5.0
+HEALTH_CHECK_INTERVAL = 30
+
+
+@dataclass(frozen=True)
+class ClusterAddress:
+    """The parts of a ``redis+cluster://`` URL."""
+
+    nodes: tuple[tuple[str, int], ...]
+    username: str | None
+    password: str | None
+    tls: bool
+
+
+def is_cluster_url(url: str) -> bool:
+    """Whether ``url`` names a Redis Cluster (``redis+cluster://`` or ``rediss+cluster://``)."""
+    return url.partition("://")[0].lower() in CLUSTER_SCHEMES
+
+
+def _node(text: str) -> tuple[str, int]:
+    host, colon, port = text.strip().rpartition(":")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"a cluster node is host:port, not {text!r}")
+    return host.removeprefix("[").removesuffix("]"), int(port)
+
+
+def parse_cluster_url(url: str) -> ClusterAddress:
+    """The nodes and credentials of a cluster URL; ValueError saying what is wrong."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in CLUSTER_SCHEMES:
+        raise ValueError("a Redis Cluster URL starts with redis+cluster:// or rediss+cluster://")
+    netloc, _, path = rest.partition("/")
+    if "?" in netloc or "?" in path or "#" in rest:
+        raise ValueError("a Redis Cluster URL takes no query or fragment")
+    if path not in ("", "0"):
+        raise ValueError("a Redis Cluster has only database 0")
+    userinfo, at, hosts = netloc.rpartition("@")
+    username: str | None = None
+    password: str | None = None
+    if at:
+        user, colon, secret = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if colon else None
+    nodes = tuple(_node(h) for h in hosts.split(",") if h.strip())
+    if not nodes:
+        raise ValueError("a Redis Cluster URL names at least one host:port")
+    return ClusterAddress(nodes, username, password, CLUSTER_SCHEMES[scheme.lower()])
+
+
+def redis_client(
+    url: str, max_connections: int, *, command_timeout: float = COMMAND_TIMEOUT
+) -> RedisClient:
+    """A client for ``url``: a :class:`RedisCluster` for a cluster URL, else a single-node
+    :class:`Redis` that owns its blocking pool (closing either closes its connections).
+
+    ``max_connections`` bounds each node's connections; ``command_timeout`` must outlast the
+    longest blocking command (XREAD BLOCK) the client sends.
+    """
+    if is_cluster_url(url):
+        address = parse_cluster_url(url)
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in address.nodes],
+            username=address.username,
+            password=address.password,
+            ssl=address.tls,
+            max_connections=max_connections,  # per node
+            socket_connect_timeout=CONNECT_TIMEOUT,
+            socket_timeout=command_timeout,
+            health_check_interval=HEALTH_CHECK_INTERVAL,
+            require_full_coverage=True,
+        )
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=5,
+        socket_connect_timeout=CONNECT_TIMEOUT,
+        socket_timeout=command_timeout,
+        health_check_interval=HEALTH_CHECK_INTERVAL,
+    )
+    return Redis.from_pool(pool)
+
+
+async def ping(client: RedisClient) -> bool:
+    """Whether Redis answers: on a cluster, every primary (each holds slots the service needs)."""
+    if isinstance(client, RedisCluster):
+        return bool(await client.ping(target_nodes=RedisCluster.PRIMARIES))
+    return bool(await client.ping())
