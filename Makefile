@@ -80,11 +80,13 @@ bench: install ## benchmarks: booking path (wrk), timer lateness, scans and proj
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends wrk; \
 	  else echo "wrk is missing. Run: sudo apt-get install -y wrk"; exit 1; fi; }
-	$(UV) run --frozen python -m stalltest.bench_allocation
-	$(UV) run --frozen python -m stalltest.bench_windows
-	$(UV) run --frozen python -m stalltest.bench_inspection
-	$(UV) run --frozen python -m stalltest.bench_feeds
-	$(UV) run --frozen python -m stalltest.bench_reporting
+	@mkdir -p data && rm -f data/bench-table.jsonl
+	STALL_BENCH_TABLE=$(CURDIR)/data/bench-table.jsonl $(UV) run --frozen python -m stalltest.bench_allocation
+	STALL_BENCH_TABLE=$(CURDIR)/data/bench-table.jsonl $(UV) run --frozen python -m stalltest.bench_windows
+	STALL_BENCH_TABLE=$(CURDIR)/data/bench-table.jsonl $(UV) run --frozen python -m stalltest.bench_inspection
+	STALL_BENCH_TABLE=$(CURDIR)/data/bench-table.jsonl $(UV) run --frozen python -m stalltest.bench_feeds
+	STALL_BENCH_TABLE=$(CURDIR)/data/bench-table.jsonl $(UV) run --frozen python -m stalltest.bench_reporting
+	$(UV) run --frozen python -m stalltest.benchtable data/bench-table.jsonl
 
 assets: install ## re-fetch the pinned npm assets (deploy/assets/assets.lock.json), verify, extract
 	$(UV) run --frozen python -m stallctl.assets

@@ -35,6 +35,7 @@ from stallctl import procs
 from stallkit.auth import Role
 from stallkit.clock import MARKET_TZ
 from stallkit.service import NO_OPENTELEMETRY
+from stalltest.benchtable import Figure, record
 from stalltest.tokens import dev_token
 
 BARE_KEY = "bench:bare:counter"
@@ -409,11 +410,15 @@ def main(argv: list[str] | None = None) -> None:
         print(booking.line())
     for policy, booking in zip(policies, bookings, strict=True):
         ratio = booking.throughput / bare.throughput
+        record(Figure("allocation", f"POST /v1/bookings ({policy})", booking.throughput,
+                      "req/s", "bare", bare.throughput, aim=0.5))  # fmt: skip
         print(
             f"appendfsync {policy:<8}: {booking.succeeded / booking.seconds:.0f} bookings/s, "
             f"booking/bare throughput ratio {ratio:.2f} (aim: >= 0.50)"
         )
     print(applications.line())
+    record(Figure("allocation", "POST /v1/applications", applications.throughput, "req/s",
+                  "bookings", bookings[-1].throughput, aim=1.0))  # fmt: skip
     print(
         f"applications (lottery, appendfsync {policies[-1]}): "
         f"{applications.succeeded / applications.seconds:.0f} applications/s, "

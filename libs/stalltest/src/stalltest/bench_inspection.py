@@ -64,6 +64,7 @@ from stallctl import procs
 from stallkit.auth import Role
 from stallkit.clock import MARKET_TZ, local_datetime
 from stallkit.messaging import ensure_topics, envelope_headers
+from stalltest.benchtable import Figure, record
 from stalltest.inspection import FRIDAY, NOW, code
 from stalltest.tokens import dev_token
 
@@ -521,6 +522,9 @@ async def scans(stack: Stack, args: argparse.Namespace, redis: Redis) -> None:
             )
         )
         print(results[-1].row(), flush=True)
+    for result in results:
+        record(Figure("inspection", f"POST /v1/scans p99, {result.name}", result.p99_ms, "ms",
+                      aim=20, aim_of="value", higher=False))  # fmt: skip
     found = await written(redis, settings)
     print(
         f"stored in all: {found['scan']} scans, {found['warning']} warnings, "
@@ -653,6 +657,8 @@ async def projection(stack: Stack, args: argparse.Namespace, redis: Redis) -> No
     service = await service_consumer(stack, settings, redis, keys, len(events))
     print(service.row(), flush=True)
     print(f"service/bare throughput ratio {service.rate / bare.rate:.3f} (aim: >= 0.50)")
+    record(Figure("inspection", "projection consumer", service.rate, "events/s",
+                  "bare aiokafka", bare.rate, aim=0.5))  # fmt: skip
 
 
 # -- main ---------------------------------------------------------------------------------------

@@ -80,6 +80,7 @@ from stalltest.bench_inspection import (
     bulk_bookings,
     wait_ready,
 )
+from stalltest.benchtable import Figure, record
 from stalltest.tokens import dev_token
 
 #: The reported day, and the service's clock: the next morning, 10:00 local.
@@ -286,6 +287,8 @@ async def consumer(stack: Stack, args: argparse.Namespace, redis: Redis) -> None
     service = await service_consumer(stack, settings, redis, len(bookings))
     print(service.row(), flush=True)
     print(f"service/bare throughput ratio {service.rate / bare.rate:.3f} (aim: >= 0.50)")
+    record(Figure("reporting", "reporting consumer", service.rate, "events/s",
+                  "bare aiokafka", bare.rate, aim=0.5))  # fmt: skip
 
 
 # -- 2. the reports -----------------------------------------------------------------------------
