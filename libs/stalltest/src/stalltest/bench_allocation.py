@@ -3,7 +3,8 @@
 Starts its own broker and redis-server on free ports, the allocation service and a bare endpoint
 as separate uvicorn processes (one worker each), loads the seed catalogue, creates vendors, then
 drives each with wrk at the same number of concurrent connections, in the same run, and prints
-requests/s, p50/p99 latency and the ratio. Run with ``make bench``.
+requests/s, p50/p99 latency and the ratio; then offers both a constant load of half the booking
+path's capacity, open loop, and prints the latencies at that load. Run with ``make bench``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -36,13 +38,18 @@ from stallkit.auth import Role
 from stallkit.clock import MARKET_TZ
 from stallkit.service import NO_OPENTELEMETRY
 from stalltest.benchtable import Figure, record
+from stalltest.openloop import OpenLoopResult, Request, open_loop
 from stalltest.tokens import dev_token
 
 BARE_KEY = "bench:bare:counter"
 #: Bookable days ahead: enough distinct (stall, day) pairs that every request can succeed.
-HORIZON_DAYS = 28
+HORIZON_DAYS = 34
 #: Of those, the days the booking path's warm-up books.
 WARM_UP_DAYS = 4
+#: And the days the open-loop run books (the last ones).
+OPEN_LOOP_DAYS = 6
+#: The open-loop runs offer this share of the booking path's measured capacity.
+OPEN_LOOP_SHARE = 0.5
 
 WRK_SCRIPT = """
 local requests = {}
@@ -208,9 +215,19 @@ async def _vendors(redis_url: str, count: int, now: datetime, prefix: str = "") 
     return ids
 
 
-async def run(
-    seconds: int, concurrency: int, fsync_policies: list[str]
-) -> tuple[Result, list[Result], Result]:
+@dataclass
+class Measured:
+    """Everything one run measured."""
+
+    bare: Result
+    bookings: list[Result]
+    applications: Result
+    #: Open loop at half the booking path's capacity: the bare endpoint, then the bookings.
+    bare_open: OpenLoopResult
+    bookings_open: OpenLoopResult
+
+
+async def run(seconds: int, concurrency: int, fsync_policies: list[str]) -> Measured:
     """Start everything, measure the bare endpoint, the booking and the application paths.
 
     Redis keeps an append-only file as in production; the booking path is measured once per
@@ -219,6 +236,10 @@ async def run(
     only after its draw, and the booking script is the same but for one read of the draw's
     state). The application path (the lottery on, its own key prefix) is measured last, under
     the last policy, on the windows whose applications are open.
+
+    Then latency at a fixed offered load: half the booking path's measured capacity (under the
+    last policy), open loop (:mod:`stalltest.openloop`), against the bare endpoint and the
+    booking path in turn, each booking on days of its own.
     """
     work = Path(tempfile.mkdtemp(prefix="alloc-bench-"))
     kafka_port, redis_port, alloc_port, bare_port = (procs.free_port() for _ in range(4))
@@ -280,6 +301,7 @@ async def run(
         # days are the booking path's warm-up (as the bare endpoint gets one): a vendor's token
         # is checked once and then reused, as it is by a signed-in vendor's phone.
         warm_days, days = days[:WARM_UP_DAYS], days[WARM_UP_DAYS:]
+        open_days, days = days[-OPEN_LOOP_DAYS:], days[:-OPEN_LOOP_DAYS]
         per_run = len(days) // len(fsync_policies)
         request_files = []
         for run_index in range(len(fsync_policies)):
@@ -308,10 +330,22 @@ async def run(
                 )
         finally:
             await redis.aclose()
+        rate = OPEN_LOOP_SHARE * bookings[-1].throughput
+        open_requests = _open_loop_requests(open_days, stalls, tokens)
+        bare_open = await open_loop(
+            "bare, open loop", bare_url, open_requests, rate=rate, seconds=seconds
+        )
+        bookings_open = await open_loop(
+            "POST /v1/bookings, open loop",
+            f"{alloc}/v1/bookings",
+            open_requests,
+            rate=rate,
+            seconds=seconds,
+        )
         applications = await _applications(
             env, work, children, now, stalls, catalogue_markets(catalogue), concurrency, seconds
         )
-        return bare, bookings, applications
+        return Measured(bare, bookings, applications, bare_open, bookings_open)
     finally:
         for child in reversed(children):
             procs.stop(child)
@@ -325,6 +359,24 @@ def _booking_requests(path: Path, days: list[date], stalls: list[str], tokens: l
                 body = {"stall_id": stall, "date": day.isoformat(), "window_id": "evening"}
                 out.write(f"{tokens[i]}\t{json.dumps(body)}\n")
     return path
+
+
+def _open_loop_requests(
+    days: list[date], stalls: list[str], tokens: list[str]
+) -> Callable[[int], Request]:
+    """Request ``i`` of the open-loop run: vendor i books stall i's evening, day after day."""
+    bodies = [
+        (tokens[i], json.dumps({"stall_id": s, "date": d.isoformat(), "window_id": "evening"}))
+        for d in days
+        for i, s in enumerate(stalls)
+    ]
+
+    def request(index: int) -> Request:
+        token, body = bodies[index % len(bodies)]
+        headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": f"open-{index}"}
+        return headers, body.encode()
+
+    return request
 
 
 def catalogue_markets(catalogue: Catalogue) -> dict[str, str]:
@@ -399,7 +451,8 @@ def main(argv: list[str] | None = None) -> None:
     policies = [p.strip() for p in args.fsync.split(",") if p.strip()]
     if not policies or not set(policies) <= {"no", "everysec", "always"}:
         parser.error("--fsync takes no, everysec and/or always")
-    bare, bookings, applications = asyncio.run(run(args.seconds, args.concurrency, policies))
+    measured = asyncio.run(run(args.seconds, args.concurrency, policies))
+    bare, bookings, applications = measured.bare, measured.bookings, measured.applications
     print(
         f"\nallocation booking benchmark: wrk, {args.concurrency} connections, "
         f"{args.seconds} s each, one uvicorn worker each, same machine, same run, "
@@ -426,6 +479,19 @@ def main(argv: list[str] | None = None) -> None:
         f"application/booking ratio {applications.throughput / bookings[-1].throughput:.2f} "
         "(aim: >= 1.00)"
     )
+    bare_open, bookings_open = measured.bare_open, measured.bookings_open
+    print(
+        f"\nopen loop (a constant {bookings_open.offered_rate:.0f} req/s, half the booking "
+        f"path's capacity under appendfsync {policies[-1]}; latency from when each request "
+        f"was due), {args.seconds} s each:"
+    )
+    print(bare_open.line())
+    print(bookings_open.line())
+    record(Figure("allocation",
+                  f"POST /v1/bookings p99, open loop {bookings_open.offered_rate:.0f}/s",
+                  bookings_open.p99_ms, "ms", "bare p99, same load", bare_open.p99_ms,
+                  aim=50, aim_of="value", higher=False))  # fmt: skip
+    print(f"booking p99 at a fixed load: {bookings_open.p99_ms:.1f} ms (aim: <= 50 ms)")
 
 
 if __name__ == "__main__":

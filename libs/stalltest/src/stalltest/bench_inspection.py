@@ -17,7 +17,9 @@ scene's clock: Friday 2026-11-20 18:00 local, when the seed catalogue's evening 
    - the same with one httpx AsyncClient per patrol in this process (a Python client shares
      the 2 cores with the service: compare with wrk to see the client's cost);
    - paced: one httpx client per patrol, each scanning about once every ``--pace`` seconds,
-     the latency a patrol sees at a realistic load.
+     the latency a patrol sees at a realistic load;
+   - open loop: a constant rate of half the wrk run's throughput whatever the answers
+     (:mod:`stalltest.openloop`), latency counted from when each scan was due.
 
 2. Projection. ``--events`` ``booking.created`` envelopes (distinct stalls and days, keyed by
    market, headers as ``stallkit.messaging`` publishes them) on the bookings topic of a fresh
@@ -66,6 +68,7 @@ from stallkit.clock import MARKET_TZ, local_datetime
 from stallkit.messaging import ensure_topics, envelope_headers
 from stalltest.benchtable import Figure, record
 from stalltest.inspection import FRIDAY, NOW, code
+from stalltest.openloop import Request, open_loop
 from stalltest.tokens import dev_token
 
 #: Share of an open market's stalls booked for the running window.
@@ -74,6 +77,9 @@ BOOKED_SHARE = 0.7
 LITTER_SHARE = 0.1
 #: Requests prepared per patrol (cycled; every request still gets its own Idempotency-Key).
 REQUESTS_PER_PATROL = 200
+#: The open-loop run offers this share of the wrk run's throughput, and its p99 aim.
+OPEN_LOOP_SHARE = 0.5
+OPEN_LOOP_AIM_MS = 50
 SOURCE = "/services/allocation"
 
 WRK_SCRIPT = """
@@ -428,6 +434,27 @@ async def httpx_run(
     )  # fmt: skip
 
 
+async def open_loop_run(
+    url: str, requests: list[list[tuple[str, str]]], saturated: ScanResult, seconds: float
+) -> ScanResult:
+    """Scans at a constant half of ``saturated``'s throughput, open loop."""
+    flat = list(itertools.chain.from_iterable(zip(*requests, strict=True)))
+
+    def request(index: int) -> Request:
+        token, body = flat[index % len(flat)]
+        return {"Authorization": f"Bearer {token}", "Idempotency-Key": f"open-{index}"}, (
+            body.encode()
+        )
+
+    rate = OPEN_LOOP_SHARE * saturated.requests / saturated.seconds
+    r = await open_loop(f"open loop, {rate:.0f} scans/s", url, request, rate=rate, seconds=seconds)
+    by_class = Counter(status // 100 for status in r.statuses.elements())
+    return ScanResult(
+        r.name, r.sent, seconds, by_class[2], by_class[4], by_class[5], by_class[0],
+        r.p50_ms, r.percentile(90), r.p99_ms, r.percentile(100),
+    )  # fmt: skip
+
+
 async def written(redis: Redis, settings: InspectionSettings) -> Counter[str]:
     """Scans, warnings and cases the service stored under ``settings``' prefix."""
     found: Counter[str] = Counter()
@@ -510,6 +537,9 @@ async def scans(stack: Stack, args: argparse.Namespace, redis: Redis) -> None:
             )
         )
         print(results[-1].row(), flush=True)
+    if "openloop" in runs and results and results[0].name.startswith("wrk"):
+        results.append(await open_loop_run(target, requests, results[0], args.seconds))
+        print(results[-1].row(), flush=True)
     if "paced" in runs:
         results.append(
             await httpx_run(
@@ -523,8 +553,9 @@ async def scans(stack: Stack, args: argparse.Namespace, redis: Redis) -> None:
         )
         print(results[-1].row(), flush=True)
     for result in results:
+        aim = OPEN_LOOP_AIM_MS if result.name.startswith("open loop") else 20
         record(Figure("inspection", f"POST /v1/scans p99, {result.name}", result.p99_ms, "ms",
-                      aim=20, aim_of="value", higher=False))  # fmt: skip
+                      aim=aim, aim_of="value", higher=False))  # fmt: skip
     found = await written(redis, settings)
     print(
         f"stored in all: {found['scan']} scans, {found['warning']} warnings, "
@@ -698,8 +729,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=50, help="concurrent patrols")
     parser.add_argument(
         "--runs",
-        default="wrk,httpx,paced",
-        help="comma-separated scan runs: wrk, httpx, paced (empty: skip the scans)",
+        default="wrk,openloop,httpx,paced",
+        help="comma-separated scan runs: wrk, openloop, httpx, paced (empty: skip the scans)",
     )
     parser.add_argument(
         "--pace", type=float, default=1.0, help="seconds between a paced patrol's scans"
@@ -708,8 +739,8 @@ def main(argv: list[str] | None = None) -> None:
         "--events", type=int, default=20_000, help="booking.created events (0: skip)"
     )
     args = parser.parse_args(argv)
-    if not set(filter(None, args.runs.split(","))) <= {"wrk", "httpx", "paced"}:
-        parser.error("--runs takes wrk, httpx and/or paced")
+    if not set(filter(None, args.runs.split(","))) <= {"wrk", "openloop", "httpx", "paced"}:
+        parser.error("--runs takes wrk, openloop (after wrk), httpx and/or paced")
     if args.concurrency < 1 or args.seconds <= 0 or args.events < 0:
         parser.error("--concurrency and --seconds must be positive, --events not negative")
     asyncio.run(run(args))
