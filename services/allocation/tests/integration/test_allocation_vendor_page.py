@@ -114,6 +114,8 @@ async def _register_book_and_check_in(svc: RunningAllocation, browser: Browser) 
     await page.get_by_role("button", name="我的", exact=True).click()
     await expect(page.locator("#claims")).to_contain_text("已核实")
     await expect(page.locator("#profile")).to_contain_text("日用百货")
+    # The id a patrol officer asks for (the patrol page's vendor field) is on the profile.
+    await expect(page.locator("#profile")).to_contain_text(vendor_id)
 
     # Find the market, pick tomorrow, book the stall.
     await page.get_by_role("button", name="找摊位").click()

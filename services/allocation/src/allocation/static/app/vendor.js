@@ -89,6 +89,7 @@ const ZH = {
   checkedIn: "签到成功：摊位 {stall}。",
   cameraFailed: "无法打开摄像头，请输入摊位码文字。",
   meTitle: "我的资料",
+  "profile.id": "摊贩编号（巡查员问起时出示）",
   "profile.name": "姓名",
   "profile.phone": "手机",
   "profile.priority": "优先群体（已核实）",
@@ -217,6 +218,7 @@ const EN = {
   checkedIn: "Checked in at stall {stall}.",
   cameraFailed: "The camera could not be opened; type the code's text instead.",
   meTitle: "My profile",
+  "profile.id": "Vendor id (show it to a patrol officer who asks)",
   "profile.name": "Name",
   "profile.phone": "Mobile",
   "profile.priority": "Priority group (verified)",
@@ -557,16 +559,24 @@ async function loadBookings() {
 
 async function cancel(booking) {
   if (!window.confirm(t("confirmCancel"))) return;
-  await call(`/v1/bookings/${encodeURIComponent(booking.id)}`, { method: "DELETE" });
-  status(t("cancelled"), "ok");
-  await loadBookings();
+  try {
+    await call(`/v1/bookings/${encodeURIComponent(booking.id)}`, { method: "DELETE" });
+    status(t("cancelled"), "ok");
+    await loadBookings();
+  } catch (error) {
+    failed(error);
+  }
 }
 
 async function withdraw(application) {
   const path = [application.market_id, application.date, application.window_id].map(encodeURIComponent).join("/");
-  await call(`/v1/applications/${path}`, { method: "DELETE" });
-  status(t("withdrawn"), "ok");
-  await loadBookings();
+  try {
+    await call(`/v1/applications/${path}`, { method: "DELETE" });
+    status(t("withdrawn"), "ok");
+    await loadBookings();
+  } catch (error) {
+    failed(error);
+  }
 }
 
 async function openCheckIn(booking) {
@@ -629,6 +639,7 @@ async function submitCode(text) {
 async function loadProfile() {
   const me = await call("/v1/vendors/me");
   const rows = [
+    ["profile.id", me.id],
     ["profile.name", me.name],
     ["profile.phone", me.phone_masked],
     ["profile.priority", t(`priority.${me.priority_group}`)],
