@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from faststream.kafka import KafkaBroker
+from redis.asyncio import Redis
 
 from contracts.catalogue import Category, District, Location, Market, MarketWindow
 from contracts.envelope import RawEnvelope
@@ -26,7 +27,7 @@ from contracts.events import (
     MarketSuspensionDeclared,
     MarketSuspensionLifted,
 )
-from contracts.topics import WINDOWS
+from contracts.topics import DEAD_LETTER, WINDOWS
 from stallkit.auth import Role
 from stallkit.messaging import publish_event
 from stalltest.tokens import bearer, dev_token
@@ -289,3 +290,58 @@ async def test_suspensions_shut_their_dates_and_late_bookings_get_their_own_dead
 
 async def _equals(value: Awaitable[Any], expected: Any) -> bool:
     return bool(await value == expected)
+
+
+async def test_a_late_booking_read_before_its_market_is_kept_and_timed_when_the_market_arrives(
+    settings: WindowsSettings,
+    serve: Serve,
+    publisher: KafkaBroker,
+    eventually: Eventually,
+    topic_reader: Reader,
+    redis_client: Redis,
+) -> None:
+    """A new consumer group rebuilding from the topics, or a booking made right after its
+    market was created, can reach windows before the market does: the booking waits for it
+    (no retries holding up the consumer, no dead letter) and its own deadline still fires."""
+    client = await serve(create_app(settings, configure_logs=False))
+    reader = await topic_reader(settings.topic(WINDOWS.name))
+    dead = await topic_reader(settings.topic(DEAD_LETTER.name))
+    service_now = datetime.fromtimestamp(time.time() + settings.clock_offset_seconds, tz=UTC)
+    booked = BookingCreated(
+        market_id=MARKET,
+        booking_id="bk_before_market",
+        vendor_id="vd_2",
+        stall_id=f"{MARKET}-A002",
+        date=FRIDAY,
+        window_id="evening",
+        category=Category.COOKED_FOOD,
+        starts_at=datetime(2026, 11, 20, 9, 30, tzinfo=UTC),
+        ends_at=datetime(2026, 11, 20, 12, 0, tzinfo=UTC),
+        priority=False,
+        check_in_closes_at=service_now + timedelta(seconds=8),
+    )
+    await publish_event(publisher, settings, booked, time=service_now)
+    admin = token(Role.ADMIN)
+
+    async def parked() -> bool:  # read and set aside, not retried
+        redis_key = settings.key("win", "{" + MARKET + "}", "parked")
+        return bool(await redis_client.hexists(redis_key, booked.booking_id))
+
+    assert await eventually(parked)
+    unknown = await client.get(f"/v1/markets/{MARKET}/timeline", headers=admin)
+    assert unknown.status_code == 404
+    await publish_event(publisher, settings, market_changed(), time=NOW - timedelta(days=1))
+    records = await reader.collect_until(
+        lambda rs: any(t == "window.booking_check_in_deadline_passed.v1" for t, _ in parsed(rs))
+    )
+    deadline = next(
+        e for t, e in parsed(records) if t == "window.booking_check_in_deadline_passed.v1"
+    )
+    assert (deadline.booking_id, deadline.deadline) == (
+        booked.booking_id,
+        booked.check_in_closes_at,
+    )
+    assert deadline.district == District.XIANGZHOU
+    assert not await parked()
+    dead_letters = await dead.collect_until(lambda rs: False, timeout=1.0)
+    assert [r for r in dead_letters if booked.booking_id.encode() in r.value] == []

@@ -26,6 +26,18 @@ class ScheduleStore(Protocol):
         """Every market with a schedule, sorted."""
         ...
 
+    async def park_booking(self, market_id: str, booking_id: str, payload: str) -> None:
+        """Keep a booking read before its market, until the market arrives."""
+        ...
+
+    async def parked_bookings(self, market_id: str) -> dict[str, str]:
+        """The market's parked bookings: booking id -> payload."""
+        ...
+
+    async def unpark_booking(self, market_id: str, booking_id: str) -> None:
+        """Forget a parked booking once it has been taken care of."""
+        ...
+
 
 def schedule_to_json(schedule: MarketSchedule) -> str:
     """Serialize a schedule for storage."""
@@ -75,8 +87,13 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+#: How long a booking read before its market waits for it (a market that never comes).
+PARKED_TTL_SECONDS = 7 * 86400
+
+
 class RedisScheduleStore:
-    """One JSON string per market under ``win:{market}:schedule`` (hash tag: the market)."""
+    """One JSON string per market under ``win:{market}:schedule`` (hash tag: the market);
+    bookings read before their market in a hash ``win:{market}:parked``."""
 
     def __init__(self, redis: RedisClient, settings: CommonSettings):
         self.redis = redis
@@ -94,6 +111,25 @@ class RedisScheduleStore:
         """Store the market's schedule, replacing what was there."""
         await self.redis.set(self._key(schedule.market_id), schedule_to_json(schedule))
         await self.redis.sadd(self.settings.key("win", "markets"), schedule.market_id)
+
+    def _parked(self, market_id: str) -> str:
+        return self.settings.key("win", "{" + market_id + "}", "parked")
+
+    async def park_booking(self, market_id: str, booking_id: str, payload: str) -> None:
+        """Keep a booking read before its market, for :data:`PARKED_TTL_SECONDS` at most."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self._parked(market_id), booking_id, payload)
+            pipe.expire(self._parked(market_id), PARKED_TTL_SECONDS)
+            await pipe.execute()
+
+    async def parked_bookings(self, market_id: str) -> dict[str, str]:
+        """The market's parked bookings: booking id -> payload."""
+        found = await self.redis.hgetall(self._parked(market_id))
+        return {_text(k): _text(v) for k, v in found.items()}
+
+    async def unpark_booking(self, market_id: str, booking_id: str) -> None:
+        """Forget a parked booking once it has been taken care of."""
+        await self.redis.hdel(self._parked(market_id), booking_id)
 
     async def market_ids(self) -> list[str]:
         """Every market with a schedule, sorted.
@@ -118,6 +154,7 @@ class InMemoryScheduleStore:
 
     def __init__(self) -> None:
         self.schedules: dict[str, MarketSchedule] = {}
+        self.parked: dict[str, dict[str, str]] = {}
 
     async def get(self, market_id: str) -> MarketSchedule | None:
         """The market's schedule, or None when the market is unknown."""
@@ -130,3 +167,15 @@ class InMemoryScheduleStore:
     async def market_ids(self) -> list[str]:
         """Every market with a schedule, sorted."""
         return sorted(self.schedules)
+
+    async def park_booking(self, market_id: str, booking_id: str, payload: str) -> None:
+        """Keep a booking read before its market."""
+        self.parked.setdefault(market_id, {})[booking_id] = payload
+
+    async def parked_bookings(self, market_id: str) -> dict[str, str]:
+        """The market's parked bookings: booking id -> payload."""
+        return dict(self.parked.get(market_id, {}))
+
+    async def unpark_booking(self, market_id: str, booking_id: str) -> None:
+        """Forget a parked booking."""
+        self.parked.get(market_id, {}).pop(booking_id, None)

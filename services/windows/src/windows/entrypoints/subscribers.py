@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from datetime import datetime
 
 from faststream.kafka import KafkaBroker
 
@@ -57,6 +59,7 @@ class ScheduleProjector:
         await self.store.put(updated)
         if self.timeline is not None:
             await self.timeline.replan(command.market_id)
+            await self._unpark(command.market_id)
         return True
 
     async def on_suspension_declared(
@@ -98,8 +101,33 @@ class ScheduleProjector:
         try:
             await self.timeline.booking_created(event, envelope.time)
         except MarketUnknown:
-            # The catalogue consumer has not seen the market yet: retried, then dead-lettered.
-            raise RuntimeError(f"booking of unknown market {event.market_id}") from None
+            # Read before its market's catalogue event (the two topics are read in no set order,
+            # and a new consumer group rebuilding from the start reads whole partitions at a
+            # time): kept until the market arrives, then timed as if it had come after it.
+            payload = json.dumps({"event": event.model_dump(mode="json"),
+                                  "booked_at": envelope.time.isoformat()})  # fmt: skip
+            await self.store.park_booking(event.market_id, event.booking_id, payload)
+            log.info(
+                "booking parked until its market is known",
+                extra={"market_id": event.market_id, "booking_id": event.booking_id},
+            )
+            # The market may have arrived at another replica between the check and the parking.
+            await self._unpark(event.market_id)
+
+    async def _unpark(self, market_id: str) -> None:
+        """Time the market's parked bookings, now that it is known (each timer id is fixed by
+        its booking, so timing one twice changes nothing)."""
+        assert self.timeline is not None
+        for booking_id, payload in (await self.store.parked_bookings(market_id)).items():
+            data = json.loads(payload)
+            try:
+                await self.timeline.booking_created(
+                    BookingCreated.model_validate(data["event"]),
+                    datetime.fromisoformat(data["booked_at"]),
+                )
+            except MarketUnknown:
+                return  # still unknown (a schedule without its district): wait for more
+            await self.store.unpark_booking(market_id, booking_id)
 
     async def on_market_changed(self, event: MarketChanged, envelope: RawEnvelope) -> None:
         """A market was created or changed: take its district and whole schedule."""
