@@ -93,6 +93,32 @@ async def started(
     return client
 
 
+def late_booking(settings: WindowsSettings, booking_id: str, seconds: float) -> BookingCreated:
+    """A booking made now (18:00 on the service clock) for the running evening window, whose
+    own check-in deadline passes ``seconds`` from now."""
+    service_now = datetime.fromtimestamp(time.time() + settings.clock_offset_seconds, tz=UTC)
+    return BookingCreated(
+        market_id=MARKET,
+        booking_id=booking_id,
+        vendor_id=f"vd_{booking_id}",
+        stall_id=f"{MARKET}-A001",
+        date=FRIDAY,
+        window_id="evening",
+        category=Category.COOKED_FOOD,
+        starts_at=datetime(2026, 11, 20, 9, 30, tzinfo=UTC),
+        ends_at=datetime(2026, 11, 20, 12, 0, tzinfo=UTC),
+        priority=False,
+        check_in_closes_at=service_now + timedelta(seconds=seconds),
+    )
+
+
+async def booking_deadline_passed(reader: Any) -> Any:
+    """The first ``window.booking_check_in_deadline_passed`` on the windows topic."""
+    kind = "window.booking_check_in_deadline_passed.v1"
+    records = await reader.collect_until(lambda rs: any(t == kind for t, _ in parsed(rs)))
+    return next(e for t, e in parsed(records) if t == kind)
+
+
 def parsed(records: list[Any]) -> list[tuple[str, Any]]:
     found = []
     for record in records:
@@ -264,27 +290,9 @@ async def test_suspensions_shut_their_dates_and_late_bookings_get_their_own_dead
     assert await eventually(lambda: _equals(states(), ["scheduled", "scheduled"]))
 
     # A booking made at 18:00 for the evening window may check in until 18:30: its own timer.
-    service_now = datetime.fromtimestamp(time.time() + settings.clock_offset_seconds, tz=UTC)
-    booked = BookingCreated(
-        market_id=MARKET,
-        booking_id="bk_late",
-        vendor_id="vd_1",
-        stall_id=f"{MARKET}-A001",
-        date=FRIDAY,
-        window_id="evening",
-        category=Category.COOKED_FOOD,
-        starts_at=datetime(2026, 11, 20, 9, 30, tzinfo=UTC),
-        ends_at=datetime(2026, 11, 20, 12, 0, tzinfo=UTC),
-        priority=False,
-        check_in_closes_at=service_now + timedelta(seconds=3),
-    )
-    await publish_event(publisher, settings, booked, time=service_now)
-    records = await reader.collect_until(
-        lambda rs: any(t == "window.booking_check_in_deadline_passed.v1" for t, _ in parsed(rs))
-    )
-    deadline = next(
-        e for t, e in parsed(records) if t == "window.booking_check_in_deadline_passed.v1"
-    )
+    booked = late_booking(settings, "bk_late", 3)
+    await publish_event(publisher, settings, booked, time=NOW)
+    deadline = await booking_deadline_passed(reader)
     assert (deadline.booking_id, deadline.deadline) == ("bk_late", booked.check_in_closes_at)
 
 
@@ -306,21 +314,8 @@ async def test_a_late_booking_read_before_its_market_is_kept_and_timed_when_the_
     client = await serve(create_app(settings, configure_logs=False))
     reader = await topic_reader(settings.topic(WINDOWS.name))
     dead = await topic_reader(settings.topic(DEAD_LETTER.name))
-    service_now = datetime.fromtimestamp(time.time() + settings.clock_offset_seconds, tz=UTC)
-    booked = BookingCreated(
-        market_id=MARKET,
-        booking_id="bk_before_market",
-        vendor_id="vd_2",
-        stall_id=f"{MARKET}-A002",
-        date=FRIDAY,
-        window_id="evening",
-        category=Category.COOKED_FOOD,
-        starts_at=datetime(2026, 11, 20, 9, 30, tzinfo=UTC),
-        ends_at=datetime(2026, 11, 20, 12, 0, tzinfo=UTC),
-        priority=False,
-        check_in_closes_at=service_now + timedelta(seconds=8),
-    )
-    await publish_event(publisher, settings, booked, time=service_now)
+    booked = late_booking(settings, "bk_before_market", 8)
+    await publish_event(publisher, settings, booked, time=NOW)
     admin = token(Role.ADMIN)
 
     async def parked() -> bool:  # read and set aside, not retried
@@ -331,12 +326,7 @@ async def test_a_late_booking_read_before_its_market_is_kept_and_timed_when_the_
     unknown = await client.get(f"/v1/markets/{MARKET}/timeline", headers=admin)
     assert unknown.status_code == 404
     await publish_event(publisher, settings, market_changed(), time=NOW - timedelta(days=1))
-    records = await reader.collect_until(
-        lambda rs: any(t == "window.booking_check_in_deadline_passed.v1" for t, _ in parsed(rs))
-    )
-    deadline = next(
-        e for t, e in parsed(records) if t == "window.booking_check_in_deadline_passed.v1"
-    )
+    deadline = await booking_deadline_passed(reader)
     assert (deadline.booking_id, deadline.deadline) == (
         booked.booking_id,
         booked.check_in_closes_at,
