@@ -120,6 +120,7 @@ def bootstrap(settings: AllocationSettings, clock: Clock, redis: RedisClient) ->
         policy,
         source=source,
         idempotency_ttl_seconds=settings.idempotency_ttl_hours * 3600,
+        attempts_per_minute=settings.booking_attempts_per_minute,
     )
     markets = MarketService(
         catalogue,

@@ -73,6 +73,16 @@ class AllocationSettings(CommonSettings):
     no_show_suspension_days: int = Field(default=7, ge=1)
     max_suspension_days: int = Field(default=31, ge=1, description="Longest market suspension.")
     idempotency_ttl_hours: int = Field(default=24, ge=1)
+    booking_attempts_per_minute: int = Field(
+        default=30,
+        ge=0,
+        description=(
+            "Booking attempts one vendor may make in a minute (replays of an earlier request "
+            "do not count; 0: no limit). More are refused with 429 `too_many_bookings` and "
+            "`Retry-After` until the next minute: a script cannot out-click a person for a "
+            "contested stall."
+        ),
+    )
     max_login_failures: int = Field(
         default=10,
         ge=1,

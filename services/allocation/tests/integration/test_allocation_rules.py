@@ -139,6 +139,48 @@ async def test_overlapping_booking_across_markets(svc: RunningAllocation) -> Non
         booked(await book(c, "XZ-92-C001", MONDAY, "late"))
 
 
+# --- attempts per minute ---------------------------------------------------------------------
+
+
+async def test_a_vendor_hammering_the_booking_endpoint_is_held_to_30_attempts_a_minute(
+    svc: RunningAllocation,
+) -> None:
+    vendor, _ = await svc.vendor()
+    other, _ = await svc.vendor()
+    holder, _ = await svc.vendor()
+    set_now(svc.clock, local(MONDAY, 11))
+    async with client(svc, holder) as c:
+        booked(await book(c, "XZ-91-C001", MONDAY))
+    async with client(svc, vendor) as c:
+        first = await c.post(
+            "/v1/bookings",
+            json={"stall_id": "XZ-91-C002", "date": MONDAY.isoformat(), "window_id": "evening"},
+            headers={"Idempotency-Key": "mine-1"},
+        )
+        booked(first)
+        # A script retrying a taken stall: each try is an attempt, refused or not.
+        tries = [await book(c, "XZ-91-C001", TUESDAY) for _ in range(29)]
+        held = await book(c, "XZ-91-C003", TUESDAY)
+        replay = await c.post(
+            "/v1/bookings",
+            json={"stall_id": "XZ-91-C002", "date": MONDAY.isoformat(), "window_id": "evening"},
+            headers={"Idempotency-Key": "mine-1"},
+        )
+    assert [t.status_code for t in tries] == [201] + [409] * 28  # booked once, then taken
+    body = problem(held, 429, "too_many_bookings")
+    assert 1 <= int(held.headers["Retry-After"]) <= 60
+    assert body["retry_after_seconds"] == int(held.headers["Retry-After"])
+    # A replay of an earlier request is answered as before; another vendor is not held.
+    assert replay.status_code == 200, replay.text
+    assert replay.json()["id"] == first.json()["id"]
+    async with client(svc, other) as c:
+        booked(await book(c, "XZ-91-C003", TUESDAY))
+    # The next minute the vendor books again.
+    set_now(svc.clock, local(MONDAY, 11, 1))
+    async with client(svc, vendor) as c:
+        booked(await book(c, "XZ-91-C004", WEDNESDAY))
+
+
 # --- weekly cap ----------------------------------------------------------------------------
 
 

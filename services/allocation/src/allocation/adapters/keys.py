@@ -113,6 +113,10 @@ class Keys:
         """Hash hash/booking: what a vendor's Idempotency-Key was first used for."""
         return self.k("idem", vendor_id, idempotency_key)
 
+    def vendor_attempts(self, vendor_id: str) -> str:
+        """Hash minute/n: a vendor's booking attempts in the current minute (the rate limit)."""
+        return self.k("vattempts", vendor_id)
+
     def vendor_week(self, vendor_id: str, iso_week: str) -> str:
         """Set of a vendor's booking ids counted toward one ISO week's cap."""
         return self.k("vweek", vendor_id, iso_week)

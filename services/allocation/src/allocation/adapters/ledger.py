@@ -94,6 +94,8 @@ class BookingAttempt:
     lottery: bool = False
     draw_at: float = 0.0
     from_draw: bool = False
+    #: Booking attempts the vendor may make in a minute of the service clock (0: no limit).
+    attempt_limit: int = 0
 
     @property
     def week(self) -> str:
@@ -119,6 +121,7 @@ class BookingAttempt:
             "body_hash": self.body_hash,
             "idempotency_ttl": self.idempotency_ttl,
             "weekly_cap": self.weekly_cap,
+            "attempt_limit": self.attempt_limit,
             "opens_priority": self.opens_priority,
             "opens_standard": self.opens_standard,
             "hold_until": self.hold_until,
@@ -179,6 +182,7 @@ class Ledger:
             k.window_bookings(attempt.market_id, day, attempt.window_id),
             k.outbox(),
             k.draw(attempt.market_id, day, attempt.window_id),
+            k.vendor_attempts(attempt.vendor_id),
         ]
 
     async def book(self, attempt: BookingAttempt) -> Decision:

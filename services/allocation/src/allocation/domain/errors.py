@@ -51,6 +51,7 @@ CODES: frozenset[str] = frozenset(
         "overlapping_application",
         "identity_taken",
         "too_many_registrations",
+        "too_many_bookings",
         "registration_not_found",
         "invalid_code",
         "sms_unavailable",

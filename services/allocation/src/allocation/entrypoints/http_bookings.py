@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
@@ -20,6 +20,22 @@ from allocation.service_layer.bookings import BookStall
 from stallkit.openapi import problems
 
 router = APIRouter(prefix="/v1/bookings", tags=["bookings"])
+
+_TOO_MANY: dict[int | str, dict[str, Any]] = {
+    429: {
+        **problems(429)[429],
+        "description": (
+            "Too many booking attempts by this vendor in this minute (`too_many_bookings`, "
+            "`ALLOCATION_BOOKING_ATTEMPTS_PER_MINUTE`); `Retry-After` says when to try again."
+        ),
+        "headers": {
+            "Retry-After": {
+                "description": "Seconds until the next minute, when attempts count again.",
+                "schema": {"type": "integer"},
+            }
+        },
+    }
+}
 
 #: Booking dates accepted past the longest booking horizon: the script answers those itself.
 HORIZON_SLACK_DAYS = 1
@@ -47,6 +63,7 @@ def _check_reachable(allocation: Allocation, day: date) -> None:
     responses={
         200: {"model": BookingView, "description": "Replay of an earlier request."},
         **problems(404, 409),
+        **_TOO_MANY,
     },
 )
 async def book_stall(

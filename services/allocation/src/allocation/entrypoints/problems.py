@@ -46,6 +46,7 @@ STATUS: dict[str, int] = {
     "draw_pending": 503,
     "identity_taken": 409,
     "too_many_registrations": 429,
+    "too_many_bookings": 429,
     "registration_not_found": 404,
     "invalid_code": 422,
     "sms_unavailable": 503,
@@ -122,6 +123,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "identity_taken": (
         "该身份证号码已注册账号（每人只能注册一个账号）",
         "An account is already registered with this identity number (one per person)",
+    ),
+    "too_many_bookings": (
+        "预约操作过于频繁，请一分钟后再试",
+        "Too many booking attempts; try again in a minute",
     ),
     "too_many_registrations": (
         "注册请求过于频繁，请稍后再试",

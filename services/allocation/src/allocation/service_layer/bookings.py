@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import math
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
@@ -106,6 +107,7 @@ class BookingService:
         *,
         source: str,
         idempotency_ttl_seconds: int,
+        attempts_per_minute: int = 0,
     ):
         self.ledger = ledger
         self.catalogue = catalogue
@@ -113,6 +115,8 @@ class BookingService:
         self.policy = policy
         self.source = source
         self.idempotency_ttl_seconds = idempotency_ttl_seconds
+        #: Booking attempts a vendor may make in a minute (0: no limit); the draw's do not count.
+        self.attempts_per_minute = attempts_per_minute
         #: Set by the composition root: a booking that finds its window's draw not run yet
         #: runs it (or waits for the replica running it), then tries again.
         self.run_draw: DrawRunner | None = None
@@ -157,6 +161,10 @@ class BookingService:
             if replayed is None:
                 raise BookingRejected("booking_not_found")
             return replayed, True
+        if decision.outcome == "err" and decision.value == "too_many_bookings":
+            retry_at = float(decision.extra[0])  # the next minute of the service clock
+            wait = max(1, math.ceil(retry_at - self.clock.now().timestamp()))
+            raise BookingRejected("too_many_bookings", retry_after_seconds=wait)
         if decision.outcome == "err":
             raise self._rejection(decision)
         return booking, False
@@ -241,6 +249,7 @@ class BookingService:
             lottery=self.policy.lottery,
             draw_at=draw_at(self.policy, day).timestamp(),
             from_draw=from_draw,
+            attempt_limit=0 if from_draw else self.attempts_per_minute,
         )
         decision = await self.ledger.book(attempt)
         if decision.outcome == "ok":

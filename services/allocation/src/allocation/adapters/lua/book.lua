@@ -6,6 +6,7 @@
 local idem, vendor, stall, window, suspended = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local claim, counts, active, vbookings, vweek = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local booking, wbookings, outbox, draw = KEYS[11], KEYS[12], KEYS[13], KEYS[14]
+local attempts = KEYS[15]
 -- ARGV[1] is one JSON object of named inputs (BookingAttempt.inputs in ledger.py). The event
 -- is rendered and validated in Python twice, for a priority and a standard vendor; the script
 -- picks one and appends it as it is (never re-encoded).
@@ -33,6 +34,21 @@ if not s[1] then return {'err', 'stale'} end
 if s[1] ~= a.market_id or s[2] ~= a.category then return {'err', 'stale'} end
 if s[3] ~= '1' then return {'err', 'stall_unavailable'} end
 if redis.call('HGET', window, 'sig') ~= a.window_signature then return {'err', 'stale'} end
+
+-- 3b. the vendor's attempts in this minute of the service clock, counted whatever the outcome
+-- (a replay is not an attempt, nor is a try the catalogue sent back to be retried): past the
+-- limit, refused until the next minute, which the caller is told
+if a.attempt_limit > 0 then
+  local minute = tostring(math.floor(now / 60))
+  local seen = redis.call('HMGET', attempts, 'minute', 'n')
+  local n = 1
+  if seen[1] == minute then n = tonumber(seen[2]) + 1 end
+  redis.call('HSET', attempts, 'minute', minute, 'n', n)
+  redis.call('EXPIRE', attempts, 3600)
+  if n > a.attempt_limit then
+    return {'err', 'too_many_bookings', tostring((math.floor(now / 60) + 1) * 60)}
+  end
+end
 
 -- 4. market suspension on that date
 local reason = redis.call('GET', suspended)
