@@ -8,12 +8,15 @@ discovers the others. A cluster has only database 0.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 from typing import TypeAlias
 from urllib.parse import unquote
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.maint_notifications import MaintNotificationsConfig
 
 #: What services hold: both clients take the same commands, scripts and pipelines (a cluster
 #: needs every key of a script or transaction in one hash slot).
@@ -100,8 +103,26 @@ def redis_client(
         socket_connect_timeout=CONNECT_TIMEOUT,
         socket_timeout=command_timeout,
         health_check_interval=HEALTH_CHECK_INTERVAL,
+        # redis-py 8's default ("auto") skips the pool's check that a pooled connection is
+        # still open: after a Redis restart each connection made before it would fail its
+        # next command (a 503). Maintenance notifications are a managed-Redis feature.
+        maint_notifications_config=MaintNotificationsConfig(enabled=False),
     )
     return Redis.from_pool(pool)
+
+
+async def warm_up(client: RedisClient, timeout: float = 2 * CONNECT_TIMEOUT) -> None:
+    """Learn a cluster's slots before a service sends its first commands all at once.
+
+    redis-py's asyncio ``RedisCluster`` (8.1) initialises on its first command, and commands
+    sent concurrently before that fail (``AttributeError`` on a connection not made yet): a
+    service starting its relay, consumers and timers together hit it. A cluster that does not
+    answer in ``timeout`` is left alone: the service starts anyway (``/readyz`` says so) and the
+    client initialises on a later command, as before. One redis-server needs nothing.
+    """
+    if isinstance(client, RedisCluster):
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.initialize(), timeout)
 
 
 async def ping(client: RedisClient) -> bool:

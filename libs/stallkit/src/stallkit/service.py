@@ -35,6 +35,7 @@ from stallkit.openapi import install_problem_docs, problems
 from stallkit.problems import install_problem_handlers, problem_response
 from stallkit.redis_client import RedisClient, redis_client
 from stallkit.redis_client import ping as ping_redis
+from stallkit.redis_client import warm_up as warm_up_redis
 from stallkit.settings import CommonSettings
 from stallkit.tasks import cancel_and_wait
 
@@ -213,6 +214,7 @@ def build_service(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await warm_up_redis(parts.redis)
         for start in background:
             stoppers.append(await start())
         started.set()
