@@ -273,6 +273,10 @@ class _EventConsumer:
         self.broker, self.settings, self.redis = broker, settings, redis
         self.group_id, self.dedupe = group_id, dedupe
         self.by_type = {model.event_type(): (model, h) for model, h in handlers.items()}
+        #: The versions this consumer reads of each event it reads (``booking.created`` ...).
+        self.versions: dict[str, list[str]] = {}
+        for event_type in self.by_type:
+            self.versions.setdefault(unversioned(event_type), []).append(event_type)
         self.name = f"{settings.service_name}/{group_id}"
         self.health = consumer_health(broker)
         #: The FastStream subscriber; its ``running`` turns false when it is being stopped.
@@ -303,6 +307,11 @@ class _EventConsumer:
             return
         route = self.by_type.get(envelope.type)
         if route is None:
+            read = self.versions.get(unversioned(envelope.type))
+            if read:  # an event this consumer reads, in a version it cannot read
+                reads = ", ".join(sorted(read))
+                await self._dead_letter(message, f"unknown version {envelope.type}: reads {reads}")
+                return
             if envelope.type not in EVENTS_BY_TYPE:
                 log.info("skipping unknown event type", extra={"type": envelope.type[:200]})
             return
@@ -389,6 +398,12 @@ class _EventConsumer:
         raise _ShuttingDown
 
 
+def unversioned(event_type: str) -> str:
+    """The event type without its version: ``...booking.created.v1`` -> ``...booking.created``."""
+    name, dot_v, version = event_type.rpartition(".v")
+    return name if dot_v and version.isdigit() else event_type
+
+
 def _raw_decoder(message: KafkaMessage) -> bytes:
     return message.body
 
@@ -405,9 +420,10 @@ def subscribe_events(
 ) -> None:
     """Consume ``topics`` in ``group_id``: parse envelopes, route by type, apply each event once.
 
-    Unknown event types are skipped (other consumers want them). Dead-lettered, and consumption
-    goes on: a body that is not a valid envelope or event, an event whose handler raises
-    :class:`UnprocessableEvent`, and one whose handler fails ``HANDLER_ATTEMPTS`` times
+    Event types the handlers do not name are skipped (other consumers want them). Dead-lettered,
+    and consumption goes on: a body that is not a valid envelope or event, a version the
+    handlers do not read of an event they read (replay it once they do), an event whose handler
+    raises :class:`UnprocessableEvent`, and one whose handler fails ``HANDLER_ATTEMPTS`` times
     otherwise. A Redis, Kafka or network failure (:func:`is_infrastructure_failure`) is retried
     with capped backoff for as long as it lasts, offset uncommitted; ``/readyz`` shows it. With
     ``dedupe``, an event id the group processed already is skipped.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -20,9 +21,9 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from contracts.envelope import RawEnvelope
-from contracts.events import StallReleased
-from contracts.topics import DLQ_REASON_HEADER
+from contracts.envelope import Envelope, RawEnvelope
+from contracts.events import BookingCancelled, StallReleased
+from contracts.topics import DLQ_REASON_HEADER, TOPICS
 from stallkit import messaging
 from stallkit.messaging import (
     HANDLER_ATTEMPTS,
@@ -34,6 +35,7 @@ from stallkit.messaging import (
     publish_event,
     retry_delay,
     subscribe_events,
+    unversioned,
 )
 from stallkit.settings import CommonSettings
 from stalltest.plugin import FakeRedis, unit_parts
@@ -235,3 +237,41 @@ async def test_a_handler_bug_is_retried_a_few_times_then_dead_lettered(consumer:
     assert all(seen == {} for seen in consumer.health_seen)  # a bug is not an outage
     [dead] = consumer.dead_letters
     assert dead.headers[DLQ_REASON_HEADER].startswith(f"handler failed {HANDLER_ATTEMPTS} times")
+
+
+async def test_an_unknown_version_of_an_event_read_is_dead_lettered_other_types_skipped(
+    consumer: Consumer,
+) -> None:
+    envelope = Envelope.wrap(
+        StallReleased(market_id="XZ-01", stall_id="XZ-01-C001", date=date(2026, 12, 7),
+                      window_id="evening", cause="cancelled"),
+        source="/tests", time=NOW, event_id="evt-v99",
+    )  # fmt: skip
+    body = json.loads(envelope.model_dump_json())
+    topic = consumer.settings.topic(TOPICS["bookings"].name)
+    for event_id, event_type in [
+        ("evt-v99", StallReleased.event_type().removesuffix(".v1") + ".v99"),
+        ("evt-other", BookingCancelled.event_type()),  # read by other consumers: skipped
+        ("evt-unknown", "cn.gov.zhuhai.markets.booking.teleported.v1"),  # read by nobody
+    ]:
+        raw = {**body, "id": event_id, "type": event_type}
+        await consumer.broker.publish(json.dumps(raw).encode(), topic=topic, key=b"XZ-01")
+    await consumer.publish("XZ-01-C001", "evt-ok")
+    assert consumer.applied == ["evt-ok"]
+    [dead] = consumer.dead_letters
+    reason = dead.headers[DLQ_REASON_HEADER]
+    assert reason == (
+        f"unknown version {StallReleased.event_type().removesuffix('.v1')}.v99: "
+        f"reads {StallReleased.event_type()}"
+    )
+    assert json.loads(dead.body)["id"] == "evt-v99"
+
+
+def test_unversioned_strips_only_a_version_suffix() -> None:
+    assert unversioned("cn.gov.zhuhai.markets.booking.created.v12") == (
+        "cn.gov.zhuhai.markets.booking.created"
+    )
+    assert unversioned("cn.gov.zhuhai.markets.booking.created") == (
+        "cn.gov.zhuhai.markets.booking.created"
+    )
+    assert unversioned("a.vendor.changed.vx") == "a.vendor.changed.vx"
