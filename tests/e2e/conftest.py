@@ -38,16 +38,6 @@ SCRUBBED = (
 )
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct free TCP ports."""
-    ports: list[int] = []
-    while len(ports) < count:
-        port = procs.free_port()
-        if port not in ports:
-            ports.append(port)
-    return ports
-
-
 class Runner:
     """One ``stallctl up`` process and what it started."""
 
@@ -202,7 +192,8 @@ def runner_factory(tmp_path: Path) -> Iterator[Any]:
     def make(data_dir: Path | None = None, ports: dict[str, int] | None = None) -> Runner:
         names = (*INFRA, *SERVICES)
         runner = Runner(
-            data_dir or tmp_path / "data", ports or dict(zip(names, free_ports(6), strict=True))
+            data_dir or tmp_path / "data",
+            ports or dict(zip(names, procs.free_ports(6), strict=True)),
         )
         runners.append(runner)
         return runner

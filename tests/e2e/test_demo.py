@@ -117,7 +117,7 @@ class Demo:
     def start(self, *extra: str) -> None:
         env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
         env["PYTHONUNBUFFERED"] = "1"
-        ports = [str(p) for p in free_ports(6)]
+        ports = [str(p) for p in procs.free_ports(6)]
         names = ("broker", "redis", "allocation", "windows", "inspection", "reporting")
         args = [
             sys.executable, "-m", "stallctl.cli", "demo", *self.args,
@@ -172,15 +172,6 @@ class Demo:
             if pid_alive(pid):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
-
-
-def free_ports(count: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < count:
-        port = procs.free_port()
-        if port not in ports:
-            ports.append(port)
-    return ports
 
 
 @dataclass

@@ -26,15 +26,20 @@ def stallctl_command() -> str:
 def banner(system: EmbeddedSystem) -> str:
     """The ready banner: timings, each service's docs, infrastructure, how to get a token."""
     ready = f"{system.ready_seconds:.1f}s" if system.ready_seconds is not None else "?"
+    names = [name for svc in SERVICES for name in system.replica_names(svc)]
+    width = max(11, *(len(name) for name in names))
     lines = [
         "",
         f"双限便民市场系统已就绪 / Markets system ready in {ready}",
         "  (" + ", ".join(f"{k} {v:.1f}s" for k, v in system.timings.items()) + ")",
         "",
-        f"  {'service':<11} {'API docs':<32} AsyncAPI",
+        f"  {'service':<{width}} {'API docs':<32} AsyncAPI",
     ]
-    for svc in SERVICES:
-        lines.append(f"  {svc:<11} {system.url(svc) + '/docs':<32} {system.url(svc)}/asyncapi")
+    for name in names:
+        url = system.url(name)
+        lines.append(f"  {name:<{width}} {url + '/docs':<32} {url}/asyncapi")
+    if system.replicas > 1:
+        lines.append(f"  ({system.replicas} replicas of each service, in the same consumer groups)")
     stallctl = stallctl_command()
     lines += [
         "",

@@ -73,6 +73,16 @@ def _staff_settings() -> StaffSettings:
 
 
 PortOption = Annotated[int | None, typer.Option(min=1, max=65535, show_default=False)]
+ReplicasOption = Annotated[
+    int,
+    typer.Option(
+        "--replicas",
+        min=1,
+        max=8,
+        help="Processes of each service, in the same consumer groups (replica 1 on the "
+        "service's port, the others on free ports, listed in the banner).",
+    ),
+]
 
 
 @app.command()
@@ -111,6 +121,7 @@ def up(
     windows_port: PortOption = None,
     inspection_port: PortOption = None,
     reporting_port: PortOption = None,
+    replicas: ReplicasOption = 1,
     ready_timeout: Annotated[
         float, typer.Option(help="Seconds to wait for every service's /readyz.")
     ] = 90.0,
@@ -150,6 +161,7 @@ def up(
         ready_timeout=ready_timeout,
         seed_file=seed_file,
         echo=lambda line: print(line, flush=True),
+        replicas=replicas,
     )
     print(
         f"正在启动 / starting the embedded system in {system.data_dir} "
@@ -433,6 +445,7 @@ def demo(
     windows_port: PortOption = None,
     inspection_port: PortOption = None,
     reporting_port: PortOption = None,
+    replicas: ReplicasOption = 1,
     exit_after: Annotated[
         bool,
         typer.Option(
@@ -487,6 +500,7 @@ def demo(
             summary=summary_json,
             ready_timeout=ready_timeout,
             concurrency=concurrency,
+            replicas=replicas,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--date") from exc

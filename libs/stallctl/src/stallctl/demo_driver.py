@@ -13,18 +13,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import itertools
 import random
 import secrets
 import shutil
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 import httpx
-from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from allocation.adapters.keys import Keys
 from allocation.adapters.vendor_store import VendorStore
@@ -42,10 +43,12 @@ from stallctl.demo import (
     evaluation_score,
 )
 from stallctl.demo_report import CaseTally, DistrictTally, clip, progress_line
+from stallctl.ports import SERVICES
 from stallctl.tokens import staff_token
 from stallkit.auth import Role, mint_token
 from stallkit.clock import MARKET_TZ, Clock
 from stallkit.keys import SigningKey
+from stallkit.redis_client import redis_client
 
 #: Tokens the demo mints live this long in service time (the clock runs fast).
 TOKEN_TTL_SECONDS = 400 * 86400
@@ -71,12 +74,18 @@ STEP_NOTES = {
 
 @dataclass(frozen=True)
 class Urls:
-    """Base URLs of the four services."""
+    """Base URLs of the four services (their first replicas), and of every replica."""
 
     allocation: str
     windows: str
     inspection: str
     reporting: str
+    #: Every replica's base URL by service (``stallctl demo --replicas N``); none: one each.
+    replicas: dict[str, list[str]] = field(default_factory=dict)
+
+    def all(self, service: str) -> list[str]:
+        """The base URLs of every replica of ``service``, the first replica's first."""
+        return list(self.replicas.get(service) or [getattr(self, service)])
 
 
 @dataclass
@@ -219,6 +228,14 @@ class Driver:
         self.latencies: list[float] = []
         self.priority = {v.id: v.priority_group.is_priority for v in plan.vendors}
         self._http: httpx.AsyncClient | None = None
+        #: Each call goes to the next replica of its service, in turn.
+        self._turns: dict[str, Iterator[str]] = {
+            svc: itertools.cycle(urls.all(svc)) for svc in SERVICES
+        }
+
+    def at(self, service: str) -> str:
+        """The base URL of the replica of ``service`` that takes the next call (round robin)."""
+        return next(self._turns[service])
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -356,7 +373,11 @@ class Driver:
     async def create_vendors(self) -> None:
         """Every vendor of the plan, with verified eligibility, straight in allocation's Redis
         (an existing one, from an earlier demo on the same data, is kept)."""
-        redis = Redis.from_url(self.redis_url)
+        redis = redis_client(self.redis_url, 32)  # one redis-server or a cluster
+        if isinstance(redis, RedisCluster):
+            # redis-py's cluster client fails commands sent at once before it has learnt the
+            # cluster's nodes (AttributeError in connect): learn them first
+            await redis.initialize()
         store = VendorStore(redis, Keys(self.redis_prefix))
         gate = asyncio.Semaphore(32)
         now = self.clock.now()
@@ -386,18 +407,20 @@ class Driver:
         admin = self.signer.admin()
 
         async def known() -> bool:
-            for market_id in markets:
-                answer = await self.request(
-                    "GET", f"{self.urls.windows}/v1/markets/{market_id}/schedule", headers=admin
-                )
-                if answer.status_code != 200:
+            for windows in self.urls.all("windows"):
+                for market_id in markets:
+                    answer = await self.request(
+                        "GET", f"{windows}/v1/markets/{market_id}/schedule", headers=admin
+                    )
+                    if answer.status_code != 200:
+                        return False
+            for reporting in self.urls.all("reporting"):
+                live = await self.request("GET", f"{reporting}/v1/reports/live", headers=admin)
+                if live.status_code != 200:
                     return False
-            live = await self.request(
-                "GET", f"{self.urls.reporting}/v1/reports/live", headers=admin
-            )
-            if live.status_code != 200:
-                return False
-            return {m["market_id"] for m in live.json()["markets"]} >= set(markets)
+                if not {m["market_id"] for m in live.json()["markets"]} >= set(markets):
+                    return False
+            return True
 
         return await self.wait_for(known, timeout, pause=0.5)
 
@@ -412,7 +435,7 @@ class Driver:
         """Book; (booking id, '') or (None, the refusal's code)."""
         response = await self.request(
             "POST",
-            f"{self.urls.allocation}/v1/bookings",
+            f"{self.at('allocation')}/v1/bookings",
             headers={**self.signer.vendor(vendor.id), "Idempotency-Key": self._idem(intent_key)},
             json={"stall_id": stall_id, "date": self.plan.day.isoformat(), "window_id": window_id},
         )
@@ -472,7 +495,7 @@ class Driver:
     async def _cancel(self, intent: Intent, booking_id: str) -> None:
         response = await self.request(
             "DELETE",
-            f"{self.urls.allocation}/v1/bookings/{booking_id}",
+            f"{self.at('allocation')}/v1/bookings/{booking_id}",
             headers=self.signer.vendor(intent.vendor.id),
         )
         if response.status_code == 200:
@@ -488,7 +511,7 @@ class Driver:
             if stall_id not in self.codes:
                 response = await self.request(
                     "GET",
-                    f"{self.urls.allocation}/v1/admin/stalls/{stall_id}/code",
+                    f"{self.at('allocation')}/v1/admin/stalls/{stall_id}/code",
                     headers=self.signer.admin(),
                 )
                 response.raise_for_status()
@@ -498,7 +521,7 @@ class Driver:
     async def _check_in(self, intent: Intent, booking_id: str) -> None:
         response = await self.request(
             "POST",
-            f"{self.urls.allocation}/v1/bookings/{booking_id}/check-in",
+            f"{self.at('allocation')}/v1/bookings/{booking_id}/check-in",
             headers=self.signer.vendor(intent.vendor.id),
             json={"code": await self.stall_code(intent.stall_id)},
         )
@@ -537,7 +560,7 @@ class Driver:
                 return
             response = await self.request(
                 "GET",
-                f"{self.urls.windows}/v1/markets/{slot.market_id}/timeline"
+                f"{self.at('windows')}/v1/markets/{slot.market_id}/timeline"
                 f"?date={self.plan.day.isoformat()}",
                 headers=self.signer.staff(Role.ADMIN, "demo-admin"),
             )
@@ -579,7 +602,7 @@ class Driver:
         }
         for _ in range(10):  # inspection may not have read a market yet just after the start
             response = await self.request(
-                "POST", f"{self.urls.inspection}/v1/scans", headers=headers, json=body,
+                "POST", f"{self.at('inspection')}/v1/scans", headers=headers, json=body,
                 background=True,
             )  # fmt: skip
             if _code(response) != "market_unknown":
@@ -627,7 +650,7 @@ class Driver:
             actor = self.signer.staff(Role.DISTRICT, f"{district}-{STEP_ACTORS[step]}", district)
             response = await self.request(
                 "POST",
-                f"{self.urls.inspection}/v1/cases/{case_id}/transitions",
+                f"{self.at('inspection')}/v1/cases/{case_id}/transitions",
                 headers=actor,
                 json={"action": step.value, "note": STEP_NOTES[step]},
                 background=True,
@@ -662,7 +685,7 @@ class Driver:
         )
         response = await self.request(
             "POST",
-            f"{self.urls.inspection}/v1/cases/{case_id}/evaluation",
+            f"{self.at('inspection')}/v1/cases/{case_id}/evaluation",
             headers=headers,
             json={"score": score},
             background=True,

@@ -45,7 +45,7 @@ from stallctl.demo_report import (
     spread,
 )
 from stallctl.errors import StartupError
-from stallctl.ports import Ports
+from stallctl.ports import SERVICES, Ports
 from stallctl.runtime import STOP_SIGNALS, EmbeddedSystem
 from stallctl.tokens import StaffSettings
 from stallkit.auth import Role
@@ -72,6 +72,8 @@ class DemoOptions:
     summary: Path | None = None
     ready_timeout: float = 90.0
     concurrency: int = 24
+    #: Processes of each service; the driver's calls go to each in turn.
+    replicas: int = 1
 
 
 def parse_day(text: str | None) -> date | None:
@@ -170,10 +172,17 @@ def run_demo(
         seed_file=seed_file,
         ready_timeout=options.ready_timeout,
         echo=console.say,
+        replicas=options.replicas,
     )
     staff = StaffSettings.from_environ(environ)
     signer = Signer(staff.signing_key(), _vendor_key(environ), clock)
-    urls = Urls(*(system.url(s) for s in ("allocation", "windows", "inspection", "reporting")))
+    urls = Urls(
+        allocation=system.url("allocation"),
+        windows=system.url("windows"),
+        inspection=system.url("inspection"),
+        reporting=system.url("reporting"),
+        replicas={s: system.urls(s) for s in SERVICES} if options.replicas > 1 else {},
+    )
     _intro(console, plan, options, catalogue, system)
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -280,7 +289,7 @@ async def _register_webhook(
 ) -> dict[str, Any]:
     response = await driver.request(
         "POST",
-        f"{driver.urls.reporting}/v1/feeds/{district}/webhooks",
+        f"{driver.at('reporting')}/v1/feeds/{district}/webhooks",
         headers=driver.signer.staff(Role.DISTRICT, f"{district}-office-1", district),
         json={"url": url, "markets": [market_id], "description": "stallctl demo"},
     )
@@ -297,7 +306,10 @@ async def _reports(driver: Driver) -> list[DistrictReport]:
     day = driver.plan.day.isoformat()
     week = f"{driver.plan.day.isocalendar().year}-W{driver.plan.day.isocalendar().week:02d}"
     admin = driver.signer.admin()
-    reporting = driver.urls.reporting
+
+    def reporting() -> str:  # each call to the next replica
+        return driver.at("reporting")
+
     figures: dict[str, dict[str, Any]] = {}
     markets = {
         d: len({s.market_id for s in driver.plan.slots if s.district == d})
@@ -307,7 +319,7 @@ async def _reports(driver: Driver) -> list[DistrictReport]:
     async def read() -> bool:
         for district in driver.plan.districts():
             response = await driver.request(
-                "GET", f"{reporting}/v1/reports/daily?district={district}&date={day}",
+                "GET", f"{reporting()}/v1/reports/daily?district={district}&date={day}",
                 headers=admin,
             )  # fmt: skip
             response.raise_for_status()
@@ -319,7 +331,7 @@ async def _reports(driver: Driver) -> list[DistrictReport]:
     rows = []
     for district in driver.plan.districts():
         fair = await _get(
-            driver, f"{reporting}/v1/reports/fairness?district={district}&week={week}"
+            driver, f"{reporting()}/v1/reports/fairness?district={district}&week={week}"
         )
         rows.append(
             DistrictReport(
@@ -327,8 +339,8 @@ async def _reports(driver: Driver) -> list[DistrictReport]:
                 _mismatches(driver, district, figures[district]),
             )
         )  # fmt: skip
-    city = await _get(driver, f"{reporting}/v1/reports/daily?date={day}")
-    fair = await _get(driver, f"{reporting}/v1/reports/fairness?week={week}")
+    city = await _get(driver, f"{reporting()}/v1/reports/daily?date={day}")
+    fair = await _get(driver, f"{reporting()}/v1/reports/fairness?week={week}")
     rows.append(DistrictReport("city", sum(markets.values()), city["total"], fair["total"]))
     return rows
 

@@ -11,6 +11,17 @@ SERVICES: tuple[str, ...] = ("allocation", "windows", "inspection", "reporting")
 INFRA: tuple[str, ...] = ("broker", "redis")
 
 
+def replica_name(service: str, replica: int) -> str:
+    """The child name of a service's ``replica`` (1-based): ``allocation``, ``allocation-2``, ..."""
+    return service if replica == 1 else f"{service}-{replica}"
+
+
+def service_of(name: str) -> str:
+    """The service (or infrastructure) of a child name: ``allocation-2`` → ``allocation``."""
+    base, dash, number = name.rpartition("-")
+    return base if dash and number.isdigit() and base in SERVICES else name
+
+
 @dataclass(frozen=True)
 class Ports:
     """TCP ports of the broker, redis-server and the four services."""

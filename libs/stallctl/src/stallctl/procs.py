@@ -40,6 +40,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports nothing listens on right now."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
     """True when something accepts connections on ``host:port``."""
     with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.3):

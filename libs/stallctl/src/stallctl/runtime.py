@@ -35,7 +35,15 @@ from stallctl import procs
 from stallctl.banner import banner
 from stallctl.children import RUN_HEADER, Child, pid_alive, signals_ignored, stop_all, tail
 from stallctl.errors import StartupError
-from stallctl.ports import INFRA, SERVICES, Ports, cmdline, port_owner
+from stallctl.ports import (
+    INFRA,
+    SERVICES,
+    Ports,
+    cmdline,
+    port_owner,
+    replica_name,
+    service_of,
+)
 from stallctl.seeding import admin_token, seed_catalogue, service_clock
 from stallctl.tokens import StaffSettings
 from stallkit.topics import ensure_topics_when_reachable
@@ -103,6 +111,9 @@ class EmbeddedSystem:
     ready_timeout: float = READY_TIMEOUT_SECONDS
     seed_file: Path | None = None
     echo: Callable[[str], None] = print
+    #: uvicorn processes per service, all in the service's consumer groups: replica 1 is
+    #: ``<service>`` on its port, replica k is ``<service>-k`` on a free port chosen here.
+    replicas: int = 1
 
     children: dict[str, Child] = field(default_factory=dict, init=False)
     ready_seconds: float | None = field(default=None, init=False)
@@ -111,8 +122,20 @@ class EmbeddedSystem:
     seed_result: dict[str, Any] | None = field(default=None, init=False)
     _lock: IO[str] | None = field(default=None, init=False)
     _started: float = field(default=0.0, init=False)
+    #: Ports of the extra replicas (``allocation-2``, ...), chosen when the system is made.
+    replica_ports: dict[str, int] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
+        if self.replicas < 1:
+            raise ValueError("replicas must be at least 1")
+        taken = set(vars(self.ports).values())
+        for svc in SERVICES:
+            for k in range(2, self.replicas + 1):
+                port = procs.free_port()
+                while port in taken:
+                    port = procs.free_port()
+                taken.add(port)
+                self.replica_ports[replica_name(svc, k)] = port
         self.data_dir = Path(self.data_dir).resolve()
         self.run_dir = self.data_dir / "run"
         self.log_dir = self.data_dir / "logs"
@@ -139,7 +162,9 @@ class EmbeddedSystem:
             # the vendor page (allocation's origin) reads the vendor's warnings from inspection
             "ALLOCATION_INSPECTION_URL": self.url("inspection"),
             "STALL_CORS_ORIGINS": ",".join(
-                f"http://{host}:{self.ports.allocation}" for host in ("127.0.0.1", "localhost")
+                f"http://{host}:{self.port_of(name)}"
+                for name in self.replica_names("allocation")
+                for host in ("127.0.0.1", "localhost")
             ),
         }
         if env.get("STALL_MODE") == "prod":  # production runs on real time (no anchor)
@@ -159,9 +184,26 @@ class EmbeddedSystem:
             if not external
         )
 
+    @property
+    def service_names(self) -> list[str]:
+        """The child names of every service replica, service by service."""
+        return [name for svc in SERVICES for name in self.replica_names(svc)]
+
+    def replica_names(self, service: str) -> list[str]:
+        """The child names of a service's replicas: ``allocation``, ``allocation-2``, ..."""
+        return [replica_name(service, k) for k in range(1, self.replicas + 1)]
+
+    def port_of(self, name: str) -> int:
+        """The port of a child: broker, redis, a service (its first replica) or a replica."""
+        return self.replica_ports.get(name) or self.ports.of(name)
+
     def url(self, service: str) -> str:
-        """Base URL of a service."""
-        return f"http://127.0.0.1:{self.ports.of(service)}"
+        """Base URL of a service (its first replica), or of a replica by name."""
+        return f"http://127.0.0.1:{self.port_of(service)}"
+
+    def urls(self, service: str) -> list[str]:
+        """Base URLs of every replica of a service, the first replica's first."""
+        return [self.url(name) for name in self.replica_names(service)]
 
     def pid_file(self, name: str) -> Path:
         """Where the pid of child ``name`` is kept."""
@@ -207,16 +249,16 @@ class EmbeddedSystem:
             except (OSError, ValueError):
                 pid_file.unlink(missing_ok=True)
                 continue
-            marker = _CMDLINE_MARKERS.get(name)
+            marker = _CMDLINE_MARKERS.get(service_of(name))
             if pid_alive(pid) and marker is not None and marker in cmdline(pid):
                 self.echo(f"清理上次残留的进程 / stopping leftover {name} (pid {pid})")
                 procs.kill_stale(pid_file)
             pid_file.unlink(missing_ok=True)
 
     def _check_ports(self) -> None:
-        wanted = [*self.own_infra, *SERVICES]
+        wanted = [*self.own_infra, *self.service_names]
         for name in wanted:
-            port = self.ports.of(name)
+            port = self.port_of(name)
             if procs.port_open(port):
                 owner = port_owner(port)
                 by = f" by `{owner}`" if owner else ""
@@ -264,8 +306,8 @@ class EmbeddedSystem:
             self.timings["infra"] = time.monotonic() - started
             self._ensure_topics()
             self.timings["topics"] = time.monotonic() - started
-            for svc in SERVICES:
-                self._spawn(svc, self._service_args(svc))
+            for name in self.service_names:
+                self._spawn(name, self._service_args(name))
             self._wait_ready()
             self.ready_seconds = time.monotonic() - started
             if self.seed:
@@ -311,16 +353,17 @@ class EmbeddedSystem:
                 f"could not create topics on {self.kafka_bootstrap}: {exc!r}"
             ) from exc
 
-    def _service_args(self, svc: str) -> list[str]:
+    def _service_args(self, name: str) -> list[str]:
+        """The command line of a service's replica (``allocation``, ``allocation-2``, ...)."""
         return [
-            sys.executable, "-m", "uvicorn", self.apps[svc],
+            sys.executable, "-m", "uvicorn", self.apps[service_of(name)],
             "--host", "127.0.0.1",
-            "--port", str(self.ports.of(svc)),
+            "--port", str(self.port_of(name)),
             "--no-access-log",
         ]  # fmt: skip
 
     def _wait_ready(self) -> None:
-        pending = set(SERVICES)
+        pending = set(self.service_names)
         deadline = time.monotonic() + self.ready_timeout
         last: dict[str, str] = {}
         with httpx.Client(timeout=2.0) as client:
@@ -425,7 +468,7 @@ class EmbeddedSystem:
         if not self.children and self._lock is None:
             return
         with signals_ignored():
-            services = [self.children[s] for s in SERVICES if s in self.children]
+            services = [c for n, c in self.children.items() if service_of(n) in SERVICES]
             infra = [self.children[s] for s in INFRA if s in self.children]
             for group in (services, infra):
                 stop_all(group)
