@@ -75,7 +75,7 @@ fmt: install ## format and autofix
 	$(UV) run --frozen ruff format .
 	$(UV) run --frozen ruff check --fix .
 
-bench: install ## benchmarks: booking path (wrk), timer lateness, scans and projection, feed latency
+bench: install ## benchmarks: booking path (wrk), timer lateness, scans and projection, feed latency, replay
 	@command -v wrk >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends wrk; \
@@ -86,6 +86,7 @@ bench: install ## benchmarks: booking path (wrk), timer lateness, scans and proj
 	STALL_BENCH_TABLE=$(CURDIR)/data/bench-table.jsonl $(UV) run --frozen python -m stalltest.bench_inspection
 	STALL_BENCH_TABLE=$(CURDIR)/data/bench-table.jsonl $(UV) run --frozen python -m stalltest.bench_feeds
 	STALL_BENCH_TABLE=$(CURDIR)/data/bench-table.jsonl $(UV) run --frozen python -m stalltest.bench_reporting
+	STALL_BENCH_TABLE=$(CURDIR)/data/bench-table.jsonl $(UV) run --frozen python -m stalltest.bench_replay
 	$(UV) run --frozen python -m stalltest.benchtable data/bench-table.jsonl
 
 assets: install ## re-fetch the pinned npm assets (deploy/assets/assets.lock.json), verify, extract

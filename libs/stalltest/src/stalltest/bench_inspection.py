@@ -609,10 +609,11 @@ class ConsumerResult:
         return f"{self.name:<38} {self.events:>7} {self.rate:>9.0f} {self.total_seconds:>9.1f}"
 
 
-async def bare_consumer(bootstrap: str, topic: str, count: int) -> ConsumerResult:
-    """A bare AIOKafkaConsumer reading ``topic`` from the beginning, JSON decode only."""
+async def bare_consumer(bootstrap: str, topic: str | list[str], count: int) -> ConsumerResult:
+    """A bare AIOKafkaConsumer reading ``topic`` (or each of a list) from the beginning until
+    it has read ``count`` messages, JSON decode only."""
     consumer = AIOKafkaConsumer(
-        topic,
+        *([topic] if isinstance(topic, str) else topic),
         bootstrap_servers=bootstrap,
         group_id=None,
         auto_offset_reset="earliest",

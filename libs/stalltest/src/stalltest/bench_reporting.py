@@ -310,17 +310,30 @@ class Day:
         self.kinds[type(event).__name__] += 1
 
 
-def _moment_in_window(market: Market, rng: random.Random) -> datetime:
-    """A random moment of one of ``market``'s windows on the day."""
-    window = rng.choice([w for w in market.windows if DAY.isoweekday() in w.days])
+def _moment_in_window(market: Market, rng: random.Random, day: date = DAY) -> datetime:
+    """A random moment of one of ``market``'s windows on ``day``."""
+    window = rng.choice([w for w in market.windows if day.isoweekday() in w.days])
     start = window.start.hour * 60 + window.start.minute
     end = window.end.hour * 60 + window.end.minute
-    return local_datetime(DAY, start) + timedelta(minutes=rng.uniform(0, max(1, end - start)))
+    return local_datetime(day, start) + timedelta(minutes=rng.uniform(0, max(1, end - start)))
 
 
-def full_day(catalogue: Catalogue, rng: random.Random) -> Day:
-    """Bookings of every window of ``DAY``, and each district's scans, warnings and cases."""
-    day = Day()
+def id_suffix(day: date) -> str:
+    """What the ids of ``day``'s vendors, scans, warnings and cases end with: nothing on
+    ``DAY`` (its ids stay as they always were), else ``_<yyyymmdd>``, unique day by day."""
+    return "" if day == DAY else f"_{day:%Y%m%d}"
+
+
+def full_day(
+    catalogue: Catalogue, rng: random.Random, *, day: date = DAY, now: datetime = NOW
+) -> Day:
+    """Bookings of every window of ``day``, and each district's scans, warnings and cases.
+
+    ``now`` is the morning after, when reports are asked for: cases are handled, closed and
+    evaluated before it. Booking ids carry the date; the other ids end with :func:`id_suffix`.
+    """
+    out = Day()
+    sfx = id_suffix(day)
     stalls: dict[str, list[Stall]] = {}
     for stall in catalogue.stalls:
         if stall.active:
@@ -330,41 +343,41 @@ def full_day(catalogue: Catalogue, rng: random.Random) -> Day:
     for market in catalogue.markets:
         district = market.district.value
         for window in market.windows:
-            if DAY.isoweekday() not in window.days:
+            if day.isoweekday() not in window.days:
                 continue
             for stall in stalls.get(market.id, []):
                 if rng.random() >= BOOKED_SHARE:
                     continue
                 n += 1
-                vendor = f"vd_day{n:05d}"
+                vendor = f"vd_day{n:05d}{sfx}"
                 created = booking_created(
-                    market.id, stall.id, stall.category.value, vendor, window, DAY
+                    market.id, stall.id, stall.category.value, vendor, window, day
                 )
                 created = created.model_copy(update={"priority": rng.random() < 0.2})
-                day.add(created, created.starts_at - timedelta(hours=rng.uniform(2, 72)))
-                day.bookings[district] += 1
+                out.add(created, created.starts_at - timedelta(hours=rng.uniform(2, 72)))
+                out.bookings[district] += 1
                 common = {
                     "market_id": market.id,
                     "booking_id": created.booking_id,
                     "vendor_id": vendor,
                     "stall_id": stall.id,
-                    "date": DAY,
+                    "date": day,
                     "window_id": window.id,
                 }
                 fate = rng.random()
                 if fate < CANCELLED_SHARE:
                     late = rng.random() < 0.3
                     at = created.starts_at - timedelta(hours=rng.uniform(0.2, 1) if late else 6)
-                    day.add(BookingCancelled(**common, late=late), at)
+                    out.add(BookingCancelled(**common, late=late), at)
                 elif fate < CANCELLED_SHARE + CHECKED_IN_SHARE:
                     at = created.starts_at + timedelta(minutes=rng.uniform(-10, 45))
-                    day.add(BookingCheckedIn(**common, checked_in_at=at), at)
+                    out.add(BookingCheckedIn(**common, checked_in_at=at), at)
                 else:
                     at = created.starts_at + timedelta(minutes=30)
-                    day.add(BookingNoShow(**common, no_shows_in_period=1), at)
+                    out.add(BookingNoShow(**common, no_shows_in_period=1), at)
     by_district: dict[District, list[Market]] = {}
     for market in catalogue.markets:
-        if any(DAY.isoweekday() in w.days for w in market.windows) and active.get(market.id):
+        if any(day.isoweekday() in w.days for w in market.windows) and active.get(market.id):
             by_district.setdefault(market.district, []).append(market)
     outcomes, weights = list(OUTCOMES), list(OUTCOMES.values())
     case = 0
@@ -372,7 +385,7 @@ def full_day(catalogue: Catalogue, rng: random.Random) -> Day:
         sizes = [len(active[m.id]) for m in markets]
         for k in range(SCANS_PER_DISTRICT):
             market = rng.choices(markets, sizes)[0]
-            observed = _moment_in_window(market, rng)
+            observed = _moment_in_window(market, rng, day)
             outcome = rng.choices(outcomes, weights)[0]
             violations = []
             if outcome is not ScanOutcome.COMPLIANT and rng.random() < 0.4:
@@ -380,34 +393,38 @@ def full_day(catalogue: Catalogue, rng: random.Random) -> Day:
             scan = ScanRecorded(
                 market_id=market.id,
                 district=district,
-                scan_id=f"sc_{district.value}_{k:04d}",
+                scan_id=f"sc_{district.value}_{k:04d}{sfx}",
                 stall_id=rng.choice(active[market.id]),
                 outcome=outcome,
                 violations=violations,
                 patrol_id=f"patrol-{district.value}-{k % 8}",
                 observed_at=observed,
             )
-            day.add(scan, observed + timedelta(seconds=rng.uniform(0.2, 5)))
-            day.scans[district.value] += 1
+            out.add(scan, observed + timedelta(seconds=rng.uniform(0.2, 5)))
+            out.scans[district.value] += 1
         for k in range(WARNINGS_PER_DISTRICT):
             market = rng.choices(markets, sizes)[0]
-            at = _moment_in_window(market, rng)
+            at = _moment_in_window(market, rng, day)
             warning = WarningIssued(
                 market_id=market.id,
                 district=district,
-                warning_id=f"wn_{district.value}_{k:03d}",
-                subject_id=f"vd_w{district.value}{k}",
+                warning_id=f"wn_{district.value}_{k:03d}{sfx}",
+                subject_id=f"vd_w{district.value}{k}{sfx}",
                 violation=rng.choice(VIOLATIONS),
                 stall_id=rng.choice(active[market.id]),
             )
-            day.add(warning, at)
+            out.add(warning, at)
         for _ in range(CASES_PER_DISTRICT):
             case += 1
             market = rng.choices(markets, sizes)[0]
-            opened = _moment_in_window(market, rng)
+            opened = _moment_in_window(market, rng, day)
             deadline = opened + timedelta(hours=rng.choice([2, 24, 48]))
-            ids = {"market_id": market.id, "district": district, "case_id": f"cs_day{case:04d}"}
-            day.add(
+            ids = {
+                "market_id": market.id,
+                "district": district,
+                "case_id": f"cs_day{case:04d}{sfx}",
+            }
+            out.add(
                 CaseOpened(
                     **ids,
                     violation=rng.choice(VIOLATIONS),
@@ -421,8 +438,8 @@ def full_day(catalogue: Catalogue, rng: random.Random) -> Day:
             if rng.random() < 0.3:
                 continue  # still open
             step = {"actor_id": f"district-{district.value}", "note": ""}
-            handled = min(opened + timedelta(hours=rng.uniform(0.5, 8)), NOW - timedelta(hours=1))
-            day.add(
+            handled = min(opened + timedelta(hours=rng.uniform(0.5, 8)), now - timedelta(hours=1))
+            out.add(
                 CaseHandled(
                     **ids, **step, from_state=CaseState.DISPATCHED, to_state=CaseState.HANDLED,
                     on_time=handled <= deadline,
@@ -430,8 +447,8 @@ def full_day(catalogue: Catalogue, rng: random.Random) -> Day:
                 handled,
             )  # fmt: skip
             if rng.random() < 0.6:
-                closed = handled + (NOW - handled) * 0.5
-                day.add(
+                closed = handled + (now - handled) * 0.5
+                out.add(
                     CaseClosed(
                         **ids, **step, from_state=CaseState.VERIFIED, to_state=CaseState.CLOSED,
                         on_time=closed <= deadline,
@@ -439,12 +456,12 @@ def full_day(catalogue: Catalogue, rng: random.Random) -> Day:
                     closed,
                 )  # fmt: skip
                 if rng.random() < 0.7:
-                    day.add(
+                    out.add(
                         CaseEvaluated(**ids, score=rng.randint(1, 5), by_role="vendor"),
-                        closed + (NOW - closed) * 0.5,
+                        closed + (now - closed) * 0.5,
                     )
-    day.sent.sort(key=lambda s: s[1])  # in the order they happened (by market, on each topic)
-    return day
+    out.sent.sort(key=lambda s: s[1])  # in the order they happened (by market, on each topic)
+    return out
 
 
 def percentiles(latencies: list[float]) -> tuple[float, float, float, float]:
