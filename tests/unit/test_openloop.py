@@ -108,3 +108,30 @@ async def test_a_refused_connection_is_a_failure_not_a_hang() -> None:
     assert result.statuses == {0: 10}
     assert result.failed == 10
     assert result.latencies_ms == []
+
+
+async def test_a_kept_alive_connection_the_server_closed_is_retried_on_a_new_one() -> None:
+    """A server that closes each connection after one answer, without saying so (as a
+    keep-alive timeout does): every request still gets its answer, none is lost as failed."""
+
+    async def one_answer_then_close(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        )
+        await reader.readexactly(length)
+        writer.write(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}")
+        await writer.drain()
+        writer.close()
+
+    listener = await asyncio.start_server(one_answer_then_close, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    async with listener:
+        result = await open_loop(
+            "closing", f"http://127.0.0.1:{port}/", _requests, rate=50, seconds=0.4
+        )
+    assert result.statuses == {201: 20}

@@ -135,17 +135,18 @@ async def open_loop(
         lines += [f"{k}: {v}" for k, v in headers.items()]
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
-    async def take() -> _Connection:
+    async def take() -> tuple[_Connection, bool]:
+        """An idle connection (and True), or a new one (and False)."""
         nonlocal open_count
         async with freed:
             while not idle and open_count >= max_connections:
                 await freed.wait()
             if idle:
-                return idle.pop()
+                return idle.pop(), True
             open_count += 1
             result.connections = max(result.connections, open_count)
         try:
-            return _Connection(*await asyncio.open_connection(host, port))
+            return _Connection(*await asyncio.open_connection(host, port)), False
         except BaseException:
             async with freed:
                 open_count -= 1
@@ -162,19 +163,29 @@ async def open_loop(
                 open_count -= 1
             freed.notify()
 
+    async def send(request: bytes) -> int:
+        """The answer's status. A kept-alive connection the server closed while it was idle
+        fails at once: the request goes again on a new one, as HTTP clients do (each request
+        carries its own Idempotency-Key, so a second try is a replay, never a second write)."""
+        while True:
+            conn, reused = await take()
+            keep = False
+            try:
+                status, keep = await conn.exchange(request)
+                return status
+            except (OSError, asyncio.IncompleteReadError):
+                if not reused:
+                    raise
+            finally:
+                await give_back(conn, keep)
+
     async def one(index: int, due: float) -> None:
-        request = encode(index)
-        status, keep = 0, False
-        conn: _Connection | None = None
+        status = 0
         try:
             async with asyncio.timeout(timeout):
-                conn = await take()
-                status, keep = await conn.exchange(request)
+                status = await send(encode(index))
         except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError, IndexError):
-            status, keep = 0, False
-        finally:
-            if conn is not None:
-                await give_back(conn, keep)
+            status = 0
         result.statuses[status] += 1
         if status:
             result.latencies_ms.append((loop.time() - due) * 1000)
