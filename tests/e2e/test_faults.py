@@ -33,7 +33,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -300,6 +300,31 @@ def by_field(events: list[dict[str, Any]], name: str) -> dict[str, set[str]]:
     return grouped
 
 
+async def assert_once_on_topic(
+    faults: Faults,
+    topic: str,
+    event_type: str,
+    market_id: str,
+    field: str,
+    acknowledged: Iterable[str],
+) -> None:
+    """Each acknowledged id (``field`` of the events' data) is on ``topic`` under exactly one
+    event id (the outbox may send an id twice, never a second id), and no other id is there."""
+    wanted = set(acknowledged)
+
+    async def found() -> dict[str, set[str]]:
+        return by_field(await events_of(faults, topic, event_type, market_id), field)
+
+    on_topic = await eventually(
+        found,
+        f"every acknowledged {field} on the {topic} topic: {sorted(wanted)}",
+        done=lambda ids: set(ids) >= wanted,
+    )
+    assert set(on_topic) == wanted, f"{field}s nobody was told of: {on_topic}"
+    twice = {k: ids for k, ids in on_topic.items() if len(ids) > 1}
+    assert not twice, f"{field}s with more than one {event_type} event id: {twice}"
+
+
 async def assert_nothing_lost_nothing_twice(
     faults: Faults, plot: Plot, client: httpx.AsyncClient, bookings: Load, scans: Load
 ) -> None:
@@ -329,31 +354,12 @@ async def assert_nothing_lost_nothing_twice(
         again = await post_until_answered(client, answer.request)
         assert (again.status, again.body.get("scan_id")) == (200, scan_id), again.body
 
-    async def created() -> dict[str, set[str]]:
-        events = await events_of(faults, "bookings", BookingCreated.event_type(), plot.market_id)
-        return by_field(events, "booking_id")
-
-    on_topic = await eventually(
-        created,
-        f"every acknowledged booking on the bookings topic: {sorted(booked)}",
-        done=lambda found: set(found) >= set(booked),
+    await assert_once_on_topic(
+        faults, "bookings", BookingCreated.event_type(), plot.market_id, "booking_id", booked
     )
-    assert set(on_topic) == set(booked), f"bookings nobody was told of: {on_topic}"
-    twice = {b: ids for b, ids in on_topic.items() if len(ids) > 1}
-    assert not twice, f"bookings with more than one booking.created event id: {twice}"
-
-    async def recorded() -> dict[str, set[str]]:
-        events = await events_of(faults, "inspection", ScanRecorded.event_type(), plot.market_id)
-        return by_field(events, "scan_id")
-
-    on_topic = await eventually(
-        recorded,
-        f"every acknowledged scan on the inspection topic: {sorted(scanned)}",
-        done=lambda found: set(found) >= set(scanned),
+    await assert_once_on_topic(
+        faults, "inspection", ScanRecorded.event_type(), plot.market_id, "scan_id", scanned
     )
-    assert set(on_topic) == set(scanned), f"scans nobody was told of: {on_topic}"
-    twice = {s: ids for s, ids in on_topic.items() if len(ids) > 1}
-    assert not twice, f"scans with more than one scan.recorded event id: {twice}"
 
     reporting = faults.run.url("reporting")
     params = {
