@@ -15,7 +15,6 @@ exits 0, leaving nothing.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
 import json
@@ -36,9 +35,10 @@ import httpx
 import pytest
 
 from stallctl import procs
-from stallctl.runtime import pid_alive, tail
+from stallctl.runtime import pid_alive
 from stallkit.auth import Role
 from stallkit.clock import Clock
+from stalltest import demo_process
 from stalltest.sse import SseReader
 from stalltest.tokens import bearer, dev_token
 
@@ -132,20 +132,13 @@ class Demo:
             )
 
     def text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+        return demo_process.output_text(self.log)
 
     def diagnostics(self) -> str:
-        parts = [f"--- demo output ---\n{self.text()[-8000:]}"]
-        for log in sorted((self.data_dir / "logs").glob("*.log")):
-            parts.append(f"--- {log.name} ---\n{tail(log, 20)}")
-        return "\n".join(parts)
+        return demo_process.diagnostics(self.log, self.data_dir, 20)
 
     def child_pids(self) -> set[int]:
-        pids = set()
-        for pid_file in (self.data_dir / "run").glob("*.pid"):
-            with contextlib.suppress(OSError, ValueError):
-                pids.add(int(pid_file.read_text().strip()))
-        return pids
+        return demo_process.child_pids(self.data_dir)
 
     def wait_for(self, marker: str, timeout: float = DEMO_SECONDS) -> None:
         """Wait until the output shows ``marker``, or the process exits."""
@@ -164,14 +157,7 @@ class Demo:
         return self.summary
 
     def kill(self) -> None:
-        pids = self.child_pids()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        for pid in pids:
-            if pid_alive(pid):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
+        demo_process.kill(self.proc, self.data_dir)
 
 
 @dataclass

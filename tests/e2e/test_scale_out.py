@@ -44,9 +44,10 @@ from redis import Redis
 from contracts.summaries import short_type
 from contracts.topics import BOOKINGS, CATALOGUE, DEAD_LETTER, INSPECTION, WINDOWS
 from stallctl import procs
-from stallctl.runtime import SERVICES, pid_alive, tail
+from stallctl.runtime import SERVICES, pid_alive
 from stallkit.auth import Role
 from stallkit.clock import Clock
+from stalltest import demo_process
 from stalltest.plugin import RedisClusterInfo
 from stalltest.sse import SseReader
 from stalltest.tokens import bearer, dev_token
@@ -116,20 +117,13 @@ class ScaledDay:
     day_seconds: float = 0.0
 
     def text(self) -> str:
-        return self.out.read_text(errors="replace") if self.out.exists() else ""
+        return demo_process.output_text(self.out)
 
     def diagnostics(self) -> str:
-        parts = [f"--- demo output ---\n{self.text()[-8000:]}"]
-        for log in sorted((self.data_dir / "logs").glob("*.log")):
-            parts.append(f"--- {log.name} ---\n{tail(log, 15)}")
-        return "\n".join(parts)
+        return demo_process.diagnostics(self.out, self.data_dir, 15)
 
     def child_pids(self) -> set[int]:
-        pids = set()
-        for pid_file in (self.data_dir / "run").glob("*.pid"):
-            with contextlib.suppress(OSError, ValueError):
-                pids.add(int(pid_file.read_text().strip()))
-        return pids
+        return demo_process.child_pids(self.data_dir)
 
     def replicas(self, service: str) -> list[str]:
         return [str(u) for u in self.summary["urls"]["replicas"][service]]
@@ -147,14 +141,7 @@ class ScaledDay:
         return bearer(dev_token(Role.ADMIN, "scale-admin", now=now, ttl_seconds=86400 * 30))
 
     def kill(self) -> None:
-        pids = self.child_pids()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        for pid in pids:
-            if pid_alive(pid):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
+        demo_process.kill(self.proc, self.data_dir)
 
 
 @pytest.fixture(scope="module")
