@@ -47,6 +47,7 @@ from stallctl import procs
 from stallctl.runtime import SERVICES, pid_alive
 from stallkit.auth import Role
 from stallkit.clock import Clock
+from stallkit.topics import read_to_end
 from stalltest import demo_process
 from stalltest.plugin import RedisClusterInfo
 from stalltest.sse import SseReader
@@ -204,11 +205,7 @@ def scaled(
 
 
 async def read_topics(bootstrap: str, topics: list[str]) -> list[Record]:
-    """Every message of ``topics`` from the beginning until none comes for a second (no group).
-
-    Not up to ``end_offsets``: the embedded broker (Tansu) answers ListOffsets with the last
-    record batch's base offset rather than the high watermark, so a batch would be cut short.
-    """
+    """Every message of ``topics`` from the beginning to their ends now (no group)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=None,
@@ -217,7 +214,6 @@ async def read_topics(bootstrap: str, topics: list[str]) -> list[Record]:
         request_timeout_ms=10_000,
     )
     await consumer.start()
-    records: list[Record] = []
     try:
         async with asyncio.timeout(60):
             await consumer.topics()
@@ -228,21 +224,14 @@ async def read_topics(bootstrap: str, topics: list[str]) -> list[Record]:
             ]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
-            idle = 0
-            while idle < 4:
-                batch = await consumer.getmany(*tps, timeout_ms=250)
-                idle = 0 if batch else idle + 1
-                for tp_records in batch.values():
-                    for r in tp_records:
-                        body = json.loads(r.value or b"{}")
-                        records.append(Record(r.topic, r.partition, r.offset, body))
-            behind = [
-                tp for tp in tps if await consumer.position(tp) < (consumer.highwater(tp) or 0)
-            ]
-            assert behind == [], behind
+            read = await read_to_end(consumer, tps)
     finally:
         await consumer.stop()
-    return records
+    return [
+        Record(r.topic, r.partition, r.offset, json.loads(r.value or b"{}"))
+        for tp in tps
+        for r in read[tp]
+    ]
 
 
 def districts_of(records: list[Record]) -> dict[str, str | None]:

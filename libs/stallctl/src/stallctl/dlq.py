@@ -127,6 +127,8 @@ async def read_dead_letters(settings: CommonSettings, timeout: float = 30.0) -> 
     """Every message of the dead-letter topic, from the beginning; commits nothing."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    from stallkit.topics import read_to_end
+
     topic = settings.topic(DEAD_LETTER.name)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -144,12 +146,8 @@ async def read_dead_letters(settings: CommonSettings, timeout: float = 30.0) -> 
             tps = [TopicPartition(topic, p) for p in partitions]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
-            ends: dict[Any, int] = await consumer.end_offsets(tps)
-            records: list[Any] = []
-            for tp in tps:
-                while await consumer.position(tp) < ends[tp]:
-                    batch = await consumer.getmany(tp, timeout_ms=500)
-                    records.extend(r for r in batch.get(tp, ()) if r.offset < ends[tp])
+            read = await read_to_end(consumer, tps)
+            records = [r for tp in tps for r in read[tp]]
     finally:
         await consumer.stop()
     return [

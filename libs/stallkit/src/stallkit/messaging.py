@@ -51,6 +51,8 @@ HANDLER_ATTEMPTS = 5
 RETRY_FIRST_DELAY = 0.5
 RETRY_MAX_DELAY = 5.0
 DEDUP_TTL_SECONDS = 7 * 24 * 3600
+#: The most records a consumer takes in one batch (one offset commit per batch).
+BATCH_RECORDS = 100
 #: Set on dead-lettered messages with the dlq-* headers of ``contracts.topics``.
 DLQ_TIME_HEADER = "dlq-time"
 #: Set by ``stallctl dlq replay`` on a re-sent message: ``<topic>:<partition>:<offset>``.
@@ -218,17 +220,18 @@ def consumer_health(broker: KafkaBroker) -> ConsumerHealth:
 async def dead_letter(
     broker: KafkaBroker,
     settings: CommonSettings,
-    message: KafkaMessage,
+    record: Any,
     *,
     reason: str,
     consumer: str,
 ) -> None:
-    """Send a message that can never be processed to the dead-letter topic with the reason.
+    """Send a record that can never be processed to the dead-letter topic with the reason.
 
-    The body, key and headers stay as they were (``stallctl dlq replay`` re-sends them); the
-    ``dlq-*`` headers say why, from where and by whom.
+    ``record`` is the consumed ``ConsumerRecord`` (topic, key, value, headers). The body, key
+    and headers stay as they were (``stallctl dlq replay`` re-sends them); the ``dlq-*``
+    headers say why, from where and by whom.
     """
-    raw = message.raw_message
+    raw = record
     source_topic = getattr(raw, "topic", "")
     log.warning(
         "dead-lettering message",
@@ -246,7 +249,7 @@ async def dead_letter(
     }
     key = getattr(raw, "key", None)
     await broker.publish(
-        message.body,
+        getattr(raw, "value", None) or b"",
         topic=settings.topic(DEAD_LETTER.name),
         key=key if isinstance(key, bytes) else None,
         headers=headers,
@@ -283,34 +286,56 @@ class _EventConsumer:
         self.subscriber: Any = None
 
     async def handle(self, message: KafkaMessage) -> None:
-        """Process one message, then commit; at shutdown mid-retry, leave it uncommitted."""
-        try:
-            await self._process(message)
-        except _ShuttingDown:
-            log.warning("stopping before the message was processed; it will come again")
+        """Process a fetched batch, then commit it; at shutdown mid-batch, commit nothing.
+
+        Each partition's records are processed in their order, the partitions of the batch
+        side by side (Kafka orders nothing across partitions). One commit covers the batch.
+        """
+        raw = message.raw_message
+        records = list(raw) if isinstance(raw, list | tuple) else [raw]
+        by_partition: dict[tuple[str, int], list[Any]] = {}
+        for record in records:
+            by_partition.setdefault((record.topic, record.partition), []).append(record)
+        outcomes = await asyncio.gather(
+            *(self._process_in_order(rs) for rs in by_partition.values()), return_exceptions=True
+        )
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        if any(isinstance(f, _ShuttingDown) for f in failures):
+            log.warning("stopping before the batch was processed; it will come again")
             with contextlib.suppress(Exception):
-                await message.nack()  # rewind to it; nothing is committed
+                await message.nack()  # rewind every partition to the batch; nothing committed
             return
+        if failures:  # a bug here, not in a handler (those are caught): nothing is committed
+            raise failures[0]
         try:
-            await message.ack()  # commits this offset (and those processed before it)
+            await message.ack()  # commits the positions past this batch
         except (KafkaError, OSError) as exc:
             # A rebalance or a broker outage: it comes again and is skipped as processed.
             log.warning(
                 "offset commit failed", extra={"error": describe_error(exc), "consumer": self.name}
             )
 
-    async def _process(self, message: KafkaMessage) -> None:
+    def _stopping(self) -> bool:
+        return self.subscriber is not None and not self.subscriber.running
+
+    async def _process_in_order(self, records: list[Any]) -> None:
+        for record in records:
+            if self._stopping():
+                raise _ShuttingDown
+            await self._process(record)
+
+    async def _process(self, record: Any) -> None:
         try:
-            envelope = RawEnvelope.from_bytes(message.body)
+            envelope = RawEnvelope.from_bytes(record.value or b"")
         except ValueError as exc:  # pydantic's ValidationError included
-            await self._dead_letter(message, f"bad envelope: {exc}")
+            await self._dead_letter(record, f"bad envelope: {exc}")
             return
         route = self.by_type.get(envelope.type)
         if route is None:
             read = self.versions.get(unversioned(envelope.type))
             if read:  # an event this consumer reads, in a version it cannot read
                 reads = ", ".join(sorted(read))
-                await self._dead_letter(message, f"unknown version {envelope.type}: reads {reads}")
+                await self._dead_letter(record, f"unknown version {envelope.type}: reads {reads}")
                 return
             if envelope.type not in EVENTS_BY_TYPE:
                 log.info("skipping unknown event type", extra={"type": envelope.type[:200]})
@@ -319,12 +344,12 @@ class _EventConsumer:
         try:
             event = envelope.parse_data(model)
         except ValueError as exc:
-            await self._dead_letter(message, f"bad {envelope.type}: {exc}")
+            await self._dead_letter(record, f"bad {envelope.type}: {exc}")
             return
-        await self._apply(message, envelope, event, handler)
+        await self._apply(record, envelope, event, handler)
 
     async def _apply(
-        self, message: KafkaMessage, envelope: RawEnvelope, event: Event, handler: EventHandler
+        self, record: Any, envelope: RawEnvelope, event: Event, handler: EventHandler
     ) -> None:
         dedup_key = self.settings.key("processed", self.group_id, envelope.id)
         applied = False
@@ -341,7 +366,7 @@ class _EventConsumer:
                 break
             except UnprocessableEvent as exc:
                 self.health.recovered(self.name)
-                await self._dead_letter(message, f"unprocessable {envelope.type}: {exc}")
+                await self._dead_letter(record, f"unprocessable {envelope.type}: {exc}")
                 return
             except Exception as exc:
                 if is_infrastructure_failure(exc):
@@ -355,19 +380,19 @@ class _EventConsumer:
                 if failures >= HANDLER_ATTEMPTS:
                     self.health.recovered(self.name)
                     reason = f"handler failed {failures} times: {describe_error(exc)}"
-                    await self._dead_letter(message, reason)
+                    await self._dead_letter(record, reason)
                     return
                 log.warning("handler failed, retrying", extra={"error": describe_error(exc)})
                 await self._pause(retry_delay(failures))
         self.health.recovered(self.name)
 
-    async def _dead_letter(self, message: KafkaMessage, reason: str) -> None:
+    async def _dead_letter(self, record: Any, reason: str) -> None:
         """Publish to the dead-letter topic, retrying until it is there."""
         attempts = 0
         while True:
             try:
                 await dead_letter(
-                    self.broker, self.settings, message, reason=reason, consumer=self.name
+                    self.broker, self.settings, record, reason=reason, consumer=self.name
                 )
                 break
             except Exception as exc:  # never commit a message that is nowhere
@@ -404,7 +429,7 @@ def unversioned(event_type: str) -> str:
     return name if dot_v and version.isdigit() else event_type
 
 
-def _raw_decoder(message: KafkaMessage) -> bytes:
+def _raw_decoder(message: KafkaMessage) -> Any:
     return message.body
 
 
@@ -437,12 +462,16 @@ def subscribe_events(
 
     # Skip FastAPI-style injection: the handler takes the raw message, parsed here.
     mark_faststream_decorated(handle)
-    # MANUAL: the offset is committed only once a message is applied or dead-lettered.
+    # MANUAL: offsets are committed only once a batch's records are applied or dead-lettered.
+    # A batch is what the consumer has fetched, up to BATCH_RECORDS; it does not wait to fill.
     subscriber = broker.subscriber(
         *[settings.topic(TOPICS[t].name) for t in topics],
         group_id=f"{settings.topic_prefix}{group_id}",
         auto_offset_reset="earliest",
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        batch=True,
+        max_records=BATCH_RECORDS,
+        batch_timeout_ms=settings.kafka_fetch_max_wait_ms,
         ack_policy=AckPolicy.MANUAL,
         decoder=_raw_decoder,
         title=consumer.name,

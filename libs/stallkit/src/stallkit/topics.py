@@ -3,6 +3,7 @@
 The names and partition counts come from :mod:`contracts.topics`; production's one-shot
 ``kafka-init`` step runs this module in a service image, the embedded runtime calls
 :func:`ensure_topics_when_reachable`. Topics that exist already are kept as they are.
+:func:`read_to_end` reads partitions to their end (the tools and tests that read a topic whole).
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from contracts.topics import TOPICS
 from stallkit.messaging import ensure_topics
@@ -41,6 +45,34 @@ async def ensure_topics_when_reachable(
                 raise
             log.warning("topics not created yet (%r), retrying in %.0fs", exc, retry_seconds)
             await asyncio.sleep(retry_seconds)
+
+
+async def read_to_end(
+    consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition], *, poll_ms: int = 200
+) -> dict[TopicPartition, list[Any]]:
+    """Every record of ``partitions`` (assigned to ``consumer``) from its position to the end.
+
+    A partition's end is the high watermark its first fetch reports, not what ``end_offsets``
+    answers: the embedded broker (Tansu) answers ListOffsets with the last record *batch*'s
+    base offset + 1, so reading up to that would leave out the rest of the batch (several dead
+    letters, or events, produced together). Records appended after that first fetch are not
+    read. No group: nothing is committed.
+    """
+    ends: dict[TopicPartition, int] = {}
+    records: dict[TopicPartition, list[Any]] = {tp: [] for tp in partitions}
+    pending = set(partitions)
+    while pending:
+        fetched = await consumer.getmany(*pending, timeout_ms=poll_ms)
+        for tp in list(pending):
+            if tp not in ends:
+                highwater = consumer.highwater(tp)
+                if highwater is None:  # no fetch of it answered yet
+                    continue
+                ends[tp] = highwater
+            records[tp].extend(r for r in fetched.get(tp, ()) if r.offset < ends[tp])
+            if await consumer.position(tp) >= ends[tp]:
+                pending.discard(tp)
+    return records
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -281,3 +281,113 @@ async def test_what_can_never_be_processed_is_dead_lettered_with_its_reason_and_
         assert int(await check.get(settings.key("bug-attempts"))) == HANDLER_ATTEMPTS
     finally:
         await check.aclose()
+
+
+def subscribe_slow_ledger(
+    broker: KafkaBroker, settings: CommonSettings, redis: Redis, in_flight: list[int]
+) -> None:
+    """A ledger whose handler takes a while: each applied id goes to its market's list."""
+
+    async def apply(event: StallReleased, envelope: RawEnvelope) -> None:
+        in_flight[0] += 1
+        in_flight[1] = max(in_flight[1], in_flight[0])
+        try:
+            await asyncio.sleep(0.01)
+            await redis.rpush(settings.key("applied", event.market_id), envelope.id)
+        finally:
+            in_flight[0] -= 1
+
+    subscribe_events(
+        broker,
+        settings,
+        redis,
+        topics=["bookings"],
+        group_id="ledger",
+        handlers={StallReleased: apply},
+    )
+
+
+async def applied_by_market(settings: CommonSettings, markets: list[str]) -> dict[str, list[str]]:
+    """Each market's applied event ids, in the order they were applied."""
+    client = Redis.from_url(settings.redis_url)
+    try:
+        return {
+            m: [i.decode() for i in await client.lrange(settings.key("applied", m), 0, -1)]
+            for m in markets
+        }
+    finally:
+        await client.aclose()
+
+
+MARKETS = ["XZ-01", "XZ-02", "HQ-01", "JW-03", "DM-01", "JD-02"]
+
+
+async def publish_backlog(
+    publisher: KafkaBroker, settings: CommonSettings, per_market: int
+) -> dict[str, list[str]]:
+    """``per_market`` events for each market, published before any consumer runs."""
+    sent: dict[str, list[str]] = {m: [] for m in MARKETS}
+    for n in range(per_market):
+        for market in MARKETS:
+            event_id = f"{market}-{n:03d}"
+            await publish_event(
+                publisher,
+                settings,
+                release(f"C{n:03d}", market),
+                time=datetime.now(UTC),
+                event_id=event_id,
+            )
+            sent[market].append(event_id)
+    return sent
+
+
+async def test_a_backlog_is_applied_once_each_market_in_the_order_it_was_published(
+    settings: CommonSettings, publisher: KafkaBroker, eventually: Eventually
+) -> None:
+    sent = await publish_backlog(publisher, settings, per_market=40)
+    in_flight = [0, 0]
+    broker, redis = make_broker(settings), make_redis(settings)
+    subscribe_slow_ledger(broker, settings, redis, in_flight)
+    await broker.start()
+    try:
+        await eventually(lambda: _equals(applied_by_market(settings, MARKETS), sent), timeout=60)
+    finally:
+        await broker.stop()
+        await redis.aclose()
+    # The markets' partitions were worked on side by side, and each market kept its order.
+    assert in_flight[1] > 1
+
+
+async def test_a_consumer_stopped_mid_batch_leaves_the_rest_to_the_next_and_applies_none_twice(
+    settings: CommonSettings, publisher: KafkaBroker, eventually: Eventually
+) -> None:
+    sent = await publish_backlog(publisher, settings, per_market=40)
+    total = sum(len(ids) for ids in sent.values())
+    in_flight = [0, 0]
+
+    async def start_consumer() -> tuple[KafkaBroker, Redis]:
+        broker, redis = make_broker(settings), make_redis(settings)
+        subscribe_slow_ledger(broker, settings, redis, in_flight)
+        await broker.start()
+        return broker, redis
+
+    async def count_applied() -> int:
+        return sum(len(ids) for ids in (await applied_by_market(settings, MARKETS)).values())
+
+    broker, redis = await start_consumer()
+
+    async def some_applied() -> bool:
+        return 0 < await count_applied() < total
+
+    await eventually(some_applied, timeout=60)
+    await broker.stop()  # in the middle of the backlog, most likely of a batch
+    await redis.aclose()
+    stopped_at = await count_applied()
+    assert stopped_at < total
+
+    broker, redis = await start_consumer()
+    try:
+        await eventually(lambda: _equals(applied_by_market(settings, MARKETS), sent), timeout=60)
+    finally:
+        await broker.stop()
+        await redis.aclose()

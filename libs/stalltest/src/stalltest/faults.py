@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from stallctl import procs
 from stallctl.children import RUN_HEADER, pid_alive, tail
 from stallctl.ports import INFRA, SERVICES
+from stallkit.topics import read_to_end
 
 #: Settings of the caller's environment that would point the system elsewhere.
 SCRUBBED = (
@@ -361,12 +362,7 @@ class Load:
 
 
 async def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list[Any]:
-    """Every record of ``topic`` from its start up to its end now (no group, nothing committed).
-
-    The embedded Tansu broker answers a partition's end offset as the last record *batch*'s
-    base offset + 1, so the records of that batch after its first lie beyond the "end": the
-    last fetch's records are all kept (a fetch returns whole batches).
-    """
+    """Every record of ``topic`` from its start up to its end now (no group, nothing committed)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=None,
@@ -385,11 +381,8 @@ async def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list[
             tps = [TopicPartition(topic, p) for p in partitions]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
-            ends: dict[Any, int] = await consumer.end_offsets(tps)
-            for tp in tps:
-                while await consumer.position(tp) < ends[tp]:
-                    batch = await consumer.getmany(tp, timeout_ms=500)
-                    records.extend(batch.get(tp, ()))
+            read = await read_to_end(consumer, tps)
+            records = [r for tp in tps for r in read[tp]]
     finally:
         await consumer.stop()
     return records
@@ -428,7 +421,8 @@ def header(record: Any, name: str) -> str:
 async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, int], int]:
     """The offset after the last record now of every non-empty partition of ``topics``.
 
-    Read from the records (see :func:`read_topic`: the broker's own end offsets fall short).
+    Read from the records (see :func:`stallkit.topics.read_to_end`: the embedded broker's own
+    end offsets fall short).
     """
     ends: dict[tuple[str, int], int] = {}
     for topic in topics:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Protocol
 
 from reporting.domain.stats import CountedEvent, EventStats, Scope, scopes_of
@@ -10,6 +11,9 @@ from stallkit.settings import CommonSettings
 
 #: How long an event id is remembered as counted (as long as the consumer's dedup marks).
 SEEN_TTL_SECONDS = 7 * 24 * 3600
+#: How long a market's district is taken from memory before Redis is asked again (another
+#: replica may have read a catalogue change that moved it).
+DISTRICT_CACHE_SECONDS = 60.0
 
 # Counts an event once: the "seen" mark and the increments happen together or not at all, so a
 # crash between counting and the consumer's dedup mark cannot count an event twice.
@@ -56,6 +60,8 @@ class RedisStatsStore:
         self.redis = redis
         self.settings = settings
         self._count_once = redis.register_script(_COUNT_ONCE)
+        #: market -> (district, until when it is taken from memory, monotonic seconds)
+        self._districts: dict[str, tuple[str, float]] = {}
 
     def _key(self, *parts: str) -> str:
         return self.settings.key("rep", "{stats}", *parts)
@@ -78,11 +84,19 @@ class RedisStatsStore:
     async def remember_district(self, market_id: str, district: str) -> None:
         """Remember the market's district, to count its events without one there too."""
         await self.redis.hset(self._key("market_districts"), market_id, district)
+        self._districts[market_id] = (district, time.monotonic() + DISTRICT_CACHE_SECONDS)
 
     async def district_of(self, market_id: str) -> str | None:
-        """The market's district, if a catalogue change told it."""
+        """The market's district, if a catalogue change told it (from memory for a minute)."""
+        cached = self._districts.get(market_id)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
         raw = await self.redis.hget(self._key("market_districts"), market_id)
-        return None if raw is None else bytes(raw).decode()
+        if raw is None:
+            return None
+        district = bytes(raw).decode()
+        self._districts[market_id] = (district, time.monotonic() + DISTRICT_CACHE_SECONDS)
+        return district
 
 
 class InMemoryStatsStore:

@@ -90,4 +90,7 @@ def subscribe_everything(
         topics=TOPICS,
         group_id=settings.consumer_group,
         handlers=dict.fromkeys(ALL_EVENTS, counter.on_event),
+        # Every write counts or appends an event once (by its id) or sets a fact idempotently:
+        # the consumer's own dedup marks would be two more round trips per event for nothing.
+        dedupe=False,
     )
