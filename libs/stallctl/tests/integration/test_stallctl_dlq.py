@@ -184,3 +184,37 @@ def replay_of(record: Any) -> bytes | None:
 
 async def _is(value: Any, expected: Any) -> bool:
     return bool(value == expected)
+
+
+async def test_dead_letters_produced_together_are_all_listed(
+    isolation: Isolation, settings: CommonSettings
+) -> None:
+    """Several dead letters sent in one producer batch (as consumers working on several
+    partitions at once send them): the embedded broker's end offset is the batch's first
+    record + 1, and the list still shows every one."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, linger_ms=50, acks="all"
+    )
+    await producer.start()
+    try:
+        sent = [
+            await producer.send(
+                settings.topic(DEAD_LETTER.name),
+                b"not json",
+                key=b"XZ-01",
+                partition=0,
+                headers=[(DLQ_REASON_HEADER, f"reason {n}".encode())],
+            )
+            for n in range(5)
+        ]
+        offsets = [(await s).offset for s in sent]
+    finally:
+        await producer.stop()
+    assert offsets == list(range(offsets[0], offsets[0] + 5))  # one batch, one after another
+
+    result = await stallctl(isolation, "dlq", "list", "--json")
+    assert result.exit_code == 0, result.output
+    listed: list[dict[str, Any]] = json.loads(result.stdout)
+    assert [entry["reason"] for entry in listed] == [f"reason {n}" for n in range(5)]
