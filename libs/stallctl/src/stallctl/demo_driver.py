@@ -444,7 +444,7 @@ class Driver:
             self.tally[district].bookings[booking_id] = self.priority[vendor.id]
             self.vendor_bookings.setdefault(vendor.id, []).append(booking_id)
             return booking_id, ""
-        code = _code(response)
+        code = problem_code(response)
         self.tally[district].refused[code] += 1
         return None, code
 
@@ -502,7 +502,7 @@ class Driver:
             late: bool = response.json()["late_cancellation"]
             self.tally[intent.slot.district].cancelled[booking_id] = late
         else:
-            self.failed.append(f"cancel {booking_id}: {_code(response)}")
+            self.failed.append(f"cancel {booking_id}: {problem_code(response)}")
 
     async def stall_code(self, stall_id: str) -> str:
         """The text of the stall's printed code (allocation's admin endpoint, once a stall)."""
@@ -530,7 +530,7 @@ class Driver:
             if intent.featured:
                 self.tell(f"扫码签到 checked in by scanning the code of {intent.stall_id}")
         else:
-            self.failed.append(f"check-in {booking_id} at {self.local()}: {_code(response)}")
+            self.failed.append(f"check-in {booking_id} at {self.local()}: {problem_code(response)}")
 
     async def _probe(self, probe: Probe) -> None:
         if probe.after is not None:
@@ -605,11 +605,11 @@ class Driver:
                 "POST", f"{self.at('inspection')}/v1/scans", headers=headers, json=body,
                 background=True,
             )  # fmt: skip
-            if _code(response) != "market_unknown":
+            if problem_code(response) != "market_unknown":
                 break
             await asyncio.sleep(1.0)
         if response.status_code not in (200, 201):
-            self.failed.append(f"scan {scan.key}: {_code(response)}")
+            self.failed.append(f"scan {scan.key}: {problem_code(response)}")
             return
         answer = response.json()
         tally = self.tally[answer["district"]]
@@ -656,7 +656,7 @@ class Driver:
                 background=True,
             )
             if response.status_code != 200:
-                self.failed.append(f"case {case_id} {step.value}: {_code(response)}")
+                self.failed.append(f"case {case_id} {step.value}: {problem_code(response)}")
                 return
             case = response.json()
             at = _time(case["history"][-1]["at"])
@@ -691,7 +691,7 @@ class Driver:
             background=True,
         )
         if response.status_code != 200:
-            self.failed.append(f"evaluation of {case_id}: {_code(response)}")
+            self.failed.append(f"evaluation of {case_id}: {problem_code(response)}")
             return
         self.tally[district].cases[case_id].score = score
         if featured:
@@ -713,7 +713,7 @@ class Driver:
             await asyncio.sleep(pause)
 
 
-def _code(response: httpx.Response) -> str:
+def problem_code(response: httpx.Response) -> str:
     """The problem+json code of a refusal (or the HTTP status)."""
     try:
         body = response.json()

@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from types import FrameType
@@ -34,6 +34,7 @@ from stallctl.demo import (
     plan_day,
     select_markets,
 )
+from stallctl.demo_draws import AFTER_THE_DRAW, DrawPlayer, PlannedDraw, draw_lines, plan_draws
 from stallctl.demo_driver import Console, Driver, Signer, Urls
 from stallctl.demo_report import (
     DistrictReport,
@@ -151,6 +152,11 @@ def run_demo(
     except ValueError as exc:
         console.say(f"✗ {exc}")
         return 2
+    draws = plan_draws(
+        catalogue, day, vendors, rng, apply_from=plan.starts_at + timedelta(minutes=30)
+    )
+    if draws:  # the day goes on until the draws have run and been checked
+        plan.ends_at = max(plan.ends_at, draws[0].draw_at + AFTER_THE_DRAW)
     data_dir = options.data_dir or Path(tempfile.mkdtemp(prefix="stallctl-demo-"))
     seed_file, violations_file = _write_inputs(catalogue, data_dir, bool(options.markets))
     anchor = time.time()
@@ -183,7 +189,7 @@ def run_demo(
         reporting=system.url("reporting"),
         replicas={s: system.urls(s) for s in SERVICES} if options.replicas > 1 else {},
     )
-    _intro(console, plan, options, catalogue, system)
+    _intro(console, plan, draws, options, catalogue, system)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         raise _Stop(signum)
@@ -201,7 +207,7 @@ def run_demo(
             redis_url=system.redis_url, redis_prefix=environ.get("STALL_REDIS_PREFIX", ""),
             seed=options.seed, concurrency=options.concurrency,
         )  # fmt: skip
-        agreed = asyncio.run(_day(driver, options))
+        agreed = asyncio.run(_day(driver, options, draws))
         code = 0 if agreed and not driver.breaches else 1
         keep = code != 0
         if options.exit:
@@ -226,9 +232,22 @@ def run_demo(
 
 
 def _intro(
-    console: Console, plan: DayPlan, options: DemoOptions, catalogue: Catalogue, system: Any
+    console: Console,
+    plan: DayPlan,
+    draws: list[PlannedDraw],
+    options: DemoOptions,
+    catalogue: Catalogue,
+    system: Any,
 ) -> None:
     stalls = len(catalogue.stalls)
+    lottery = ""
+    if draws:
+        applicants = sum(len(d.applications) for d in draws)
+        lottery = (
+            f"\n  lottery: {applicants} vendors apply for {len(draws)} windows of "
+            f"{draws[0].day:%A %m-%d} ({sum(d.stalls for d in draws)} stalls), drawn at "
+            f"{draws[0].draw_at.astimezone(MARKET_TZ):%H:%M}"
+        )
     console.say(
         f"演示 / demo: {plan.day:%Y-%m-%d (%A)}, {len(catalogue.markets)} markets, {stalls:,} "
         f"stalls, {len(plan.slots)} market windows, {len(plan.vendors):,} vendors "
@@ -237,15 +256,16 @@ def _intro(
         f"{plan.ends_at.astimezone(MARKET_TZ):%H:%M} at {options.speed:g}× ≈ "
         f"{(plan.ends_at - plan.starts_at).total_seconds() / options.speed / 60:.1f} min; "
         f"plan: {len(plan.intents):,} bookings, {len(plan.scans):,} patrol scans, "
-        f"{len(plan.probes)} bookings the rules must refuse\n"
+        f"{len(plan.probes)} bookings the rules must refuse{lottery}\n"
         f"  case disposal deadlines are shortened for the demo (24 h → 2 h, 48 h → 4 h, "
         f"72 h → 6 h) so that one day shows late handling\n"
         f"  data: {system.data_dir}"
     )
 
 
-async def _day(driver: Driver, options: DemoOptions) -> bool:
-    """Play the day, then read reporting's figures until they agree with the tally."""
+async def _day(driver: Driver, options: DemoOptions, draws: list[PlannedDraw]) -> bool:
+    """Play the day (the draws' applications and checks beside it), then read reporting's
+    figures until they agree with the tally."""
     console, plan = driver.console, driver.plan
     featured = plan.featured
     if featured is not None:
@@ -263,6 +283,11 @@ async def _day(driver: Driver, options: DemoOptions) -> bool:
             )
         if not await driver.catalogue_known():
             console.say("⚠ the services have not all read the catalogue yet; playing on")
+        players = [DrawPlayer(driver, d) for d in draws]
+        for player in players:
+            for application in player.draw.applications:
+                driver.spawn(player.apply(application))
+            driver.spawn(player.follow())
         await driver.run_day()
         console.say("一天结束，等待报表汇总 / the day is over; waiting for reporting to catch up…")
         rows = await _reports(driver)
@@ -270,7 +295,7 @@ async def _day(driver: Driver, options: DemoOptions) -> bool:
         await driver.close()
     agreed, verdict = agreement(rows)
     console.say("")
-    console.say(format_report(plan.day.isoformat(), rows, _extras(driver)))
+    console.say(format_report(plan.day.isoformat(), rows, _extras(driver) + draw_lines(players)))
     console.say(verdict)
     for breach in driver.breaches:
         console.say(f"✗ 规则未能阻止 a rule did not hold: {breach}")
@@ -280,7 +305,7 @@ async def _day(driver: Driver, options: DemoOptions) -> bool:
         for line in problems[:8]:
             console.say(f"    {line}")
     if options.summary is not None:
-        _write_summary(options.summary, driver, rows, webhook)
+        _write_summary(options.summary, driver, rows, webhook, players)
     return agreed
 
 
@@ -399,7 +424,11 @@ def _extras(driver: Driver) -> list[str]:
 
 
 def _write_summary(
-    path: Path, driver: Driver, rows: list[DistrictReport], webhook: dict[str, Any] | None
+    path: Path,
+    driver: Driver,
+    rows: list[DistrictReport],
+    webhook: dict[str, Any] | None,
+    players: list[DrawPlayer],
 ) -> None:
     """What the demo did and what reporting said, as JSON (for tests and scripts)."""
     plan = driver.plan
@@ -432,6 +461,19 @@ def _write_summary(
         "webhook": webhook,
         "failed": driver.failed,
         "breaches": driver.breaches,
+        "draws": [
+            {
+                "district": p.draw.district,
+                "market_id": p.draw.market_id,
+                "date": p.draw.day.isoformat(),
+                "window_id": p.draw.window_id,
+                "stalls": p.draw.stalls,
+                "planned": len(p.draw.applications),
+                "priority_planned": sum(a.priority for a in p.draw.applications),
+                **p.outcome.as_dict(),
+            }
+            for p in players
+        ],
     }
     path.write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
 

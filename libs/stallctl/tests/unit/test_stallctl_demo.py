@@ -30,6 +30,7 @@ from stallctl.demo import (
     plan_day,
     select_markets,
 )
+from stallctl.demo_draws import plan_draws
 from stallctl.demo_report import (
     COMPARED,
     CaseTally,
@@ -123,6 +124,36 @@ def test_no_vendor_is_planned_in_two_places_at_once_and_only_where_permitted() -
         spans.append((start, end))
     stall_category = {s.id: s.category for s in CATALOGUE.stalls}
     assert all(stall_category[i.stall_id] is i.category for i in PLAN.intents)
+
+
+def test_each_district_draws_one_oversubscribed_window_two_days_on() -> None:
+    rng = random.Random(3)
+    people = make_vendors(CATALOGUE, 2000, SATURDAY, rng)
+    by_id = {v.id: v for v in people}
+    draws = plan_draws(CATALOGUE, SATURDAY, people, rng, apply_from=local(6))
+    monday = SATURDAY + timedelta(days=2)
+    assert {d.district for d in draws} == {m.district.value for m in CATALOGUE.markets}
+    category = {s.id: s.category for s in CATALOGUE.stalls}
+    applicants: list[str] = []
+    for draw in draws:
+        assert draw.day == monday
+        assert draw.draw_at == local(20)  # allocation's default: 20:00 on D-2
+        stalls = [s for s in CATALOGUE.stalls if s.market_id == draw.market_id and s.active]
+        assert draw.stalls == len(stalls)
+        assert len(draw.applications) > draw.stalls  # oversubscribed
+        assert any(a.priority for a in draw.applications)
+        assert any(a.stall_ids for a in draw.applications)  # some rank stalls
+        assert any(not a.stall_ids for a in draw.applications)  # some take any
+        for application in draw.applications:
+            vendor = by_id[application.vendor_id]
+            assert any(vendor.may_book(s.category, monday) for s in stalls)
+            assert len(application.stall_ids) <= 3
+            for stall_id in application.stall_ids:  # only stalls of the market it may have
+                assert stall_id.startswith(draw.market_id)
+                assert vendor.may_book(category[stall_id], monday)
+            assert local(6) <= application.at <= local(18)  # well before the draw
+            applicants.append(application.vendor_id)
+    assert len(applicants) == len(set(applicants))  # one draw each: the windows overlap
 
 
 def test_check_ins_and_cancellations_fall_where_the_rules_put_them() -> None:
