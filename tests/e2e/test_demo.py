@@ -448,6 +448,21 @@ async def test_the_district_feed_and_webhook_carry_the_followed_vendors_day(day:
     _check_followed(delivered, followed)
 
 
+def test_the_district_offices_followed_their_feeds_all_day(day: Day) -> None:
+    """Each office's live SSE feed, kept open from the start of the day: every entry once, in
+    the order of its log read again at the end, the day's bookings and scans among them."""
+    feeds = day.summary["feeds"]
+    assert set(feeds) == set(day.summary["districts"])
+    assert "各区实时订阅 district offices followed their feeds" in day.demo.text()
+    for district, feed in feeds.items():
+        assert feed["matches"] is True, (district, feed)
+        assert feed["received"] == feed["distinct"] == feed["reread"] > 0
+        tally = day.summary["districts"][district]["tally"]
+        assert feed["by_type"]["booking.created"] >= tally["bookings"]
+        assert feed["by_type"]["inspection.scan.recorded"] == tally["scans"]
+        assert feed["by_type"]["window.opened"] >= 1
+
+
 def test_oversubscribed_windows_are_drawn_once_and_the_draws_verify(day: Day) -> None:
     """Each district's draw for a window two days on: more applicants than stalls, drawn at
     20:00, the winners booked into the stalls the draw gave them, the others told, and the

@@ -373,6 +373,18 @@ async def test_each_draw_ran_once_across_the_allocation_replicas(scaled: ScaledD
         assert draw["statuses"].get("won") == draw["awards"] > 0, draw
 
 
+def test_the_offices_feeds_stayed_whole_while_followed_across_replicas(
+    scaled: ScaledDay,
+) -> None:
+    """Each office kept its feed open all day on the reporting replicas (resuming on the next
+    one when a stream ended): what it received is its log, each entry once, in order."""
+    feeds = scaled.summary["feeds"]
+    assert set(feeds) == planned_districts(scaled)
+    for district, feed in feeds.items():
+        assert feed["matches"] is True, (district, feed)
+        assert feed["received"] == feed["distinct"] > 0
+
+
 async def test_every_window_boundary_was_published_once(scaled: ScaledDay) -> None:
     """One window.opened and one window.closed per market window on the topic (no second
     message, not even with the same event id), and every window of the day has both."""

@@ -36,6 +36,7 @@ from stallctl.demo import (
 )
 from stallctl.demo_draws import AFTER_THE_DRAW, DrawPlayer, PlannedDraw, draw_lines, plan_draws
 from stallctl.demo_driver import Console, Driver, Signer, Urls
+from stallctl.demo_feeds import Offices, feed_summary
 from stallctl.demo_report import (
     DistrictReport,
     agreement,
@@ -283,6 +284,8 @@ async def _day(driver: Driver, options: DemoOptions, draws: list[PlannedDraw]) -
             )
         if not await driver.catalogue_known():
             console.say("⚠ the services have not all read the catalogue yet; playing on")
+        offices = Offices(driver)
+        offices.start()
         players = [DrawPlayer(driver, d) for d in draws]
         for player in players:
             for application in player.draw.applications:
@@ -291,11 +294,16 @@ async def _day(driver: Driver, options: DemoOptions, draws: list[PlannedDraw]) -
         await driver.run_day()
         console.say("一天结束，等待报表汇总 / the day is over; waiting for reporting to catch up…")
         rows = await _reports(driver)
+        await offices.finish()
     finally:
         await driver.close()
     agreed, verdict = agreement(rows)
     console.say("")
-    console.say(format_report(plan.day.isoformat(), rows, _extras(driver) + draw_lines(players)))
+    console.say(
+        format_report(
+            plan.day.isoformat(), rows, _extras(driver) + draw_lines(players) + offices.lines()
+        )
+    )
     console.say(verdict)
     for breach in driver.breaches:
         console.say(f"✗ 规则未能阻止 a rule did not hold: {breach}")
@@ -305,7 +313,7 @@ async def _day(driver: Driver, options: DemoOptions, draws: list[PlannedDraw]) -
         for line in problems[:8]:
             console.say(f"    {line}")
     if options.summary is not None:
-        _write_summary(options.summary, driver, rows, webhook, players)
+        _write_summary(options.summary, driver, rows, webhook, players, offices)
     return agreed
 
 
@@ -429,6 +437,7 @@ def _write_summary(
     rows: list[DistrictReport],
     webhook: dict[str, Any] | None,
     players: list[DrawPlayer],
+    offices: Offices,
 ) -> None:
     """What the demo did and what reporting said, as JSON (for tests and scripts)."""
     plan = driver.plan
@@ -461,6 +470,7 @@ def _write_summary(
         "webhook": webhook,
         "failed": driver.failed,
         "breaches": driver.breaches,
+        "feeds": feed_summary(offices),
         "draws": [
             {
                 "district": p.draw.district,
