@@ -284,6 +284,8 @@ class _EventConsumer:
         self.health = consumer_health(broker)
         #: The FastStream subscriber; its ``running`` turns false when it is being stopped.
         self.subscriber: Any = None
+        #: The partitions (topic, partition) waiting out an infrastructure failure now.
+        self._failing: set[tuple[str, int]] = set()
 
     async def handle(self, message: KafkaMessage) -> None:
         """Process a fetched batch, then commit it; at shutdown mid-batch, commit nothing.
@@ -365,26 +367,26 @@ class _EventConsumer:
                     await self.redis.set(dedup_key, b"1", ex=DEDUP_TTL_SECONDS)
                 break
             except UnprocessableEvent as exc:
-                self.health.recovered(self.name)
+                self._recovered(record)
                 await self._dead_letter(record, f"unprocessable {envelope.type}: {exc}")
                 return
             except Exception as exc:
                 if is_infrastructure_failure(exc):
                     infra_failures += 1
-                    await self._wait_out(exc, infra_failures)
+                    await self._wait_out(record, exc, infra_failures)
                     continue
                 if applied:  # the dedup mark could not be written: applied all the same
                     log.error("dedup mark not written", extra={"error": describe_error(exc)})
                     break
                 failures += 1
                 if failures >= HANDLER_ATTEMPTS:
-                    self.health.recovered(self.name)
+                    self._recovered(record)
                     reason = f"handler failed {failures} times: {describe_error(exc)}"
                     await self._dead_letter(record, reason)
                     return
                 log.warning("handler failed, retrying", extra={"error": describe_error(exc)})
                 await self._pause(retry_delay(failures))
-        self.health.recovered(self.name)
+        self._recovered(record)
 
     async def _dead_letter(self, record: Any, reason: str) -> None:
         """Publish to the dead-letter topic, retrying until it is there."""
@@ -397,11 +399,18 @@ class _EventConsumer:
                 break
             except Exception as exc:  # never commit a message that is nowhere
                 attempts += 1
-                await self._wait_out(exc, attempts)
-        self.health.recovered(self.name)
+                await self._wait_out(record, exc, attempts)
+        self._recovered(record)
 
-    async def _wait_out(self, exc: Exception, attempt: int) -> None:
+    def _recovered(self, record: Any) -> None:
+        """``record``'s partition moves again; the consumer is stuck while any other is not."""
+        self._failing.discard((record.topic, record.partition))
+        if not self._failing:
+            self.health.recovered(self.name)
+
+    async def _wait_out(self, record: Any, exc: Exception, attempt: int) -> None:
         """Mark the consumer stuck and wait before retrying an infrastructure failure."""
+        self._failing.add((record.topic, record.partition))
         self.health.failed(self.name, exc)
         level = logging.ERROR if attempt == 1 else logging.WARNING
         log.log(

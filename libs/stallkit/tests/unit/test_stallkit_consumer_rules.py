@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -275,3 +276,66 @@ def test_unversioned_strips_only_a_version_suffix() -> None:
         "cn.gov.zhuhai.markets.booking.created"
     )
     assert unversioned("a.vendor.changed.vx") == "a.vendor.changed.vx"
+
+
+@dataclass
+class _Record:
+    topic: str
+    partition: int
+    value: bytes
+    key: bytes = b"XZ-01"
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass
+class _Batch:
+    raw_message: tuple[_Record, ...]
+    acked: bool = False
+
+    async def ack(self) -> None:
+        self.acked = True
+
+    async def nack(self) -> None:
+        raise AssertionError("not stopping")
+
+
+async def test_a_consumer_is_stuck_while_any_partition_of_its_batch_waits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two partitions side by side: one applies at once, the other waits for Redis. The
+    consumer is reported stuck until the waiting one is through, then committed once."""
+    monkeypatch.setattr(messaging, "RETRY_FIRST_DELAY", 0.05)
+    settings = CommonSettings(service_name="unit")
+    broker = KafkaBroker()
+    seen: list[dict[str, Any]] = []
+    failures = {"XZ-01-C002": 3}
+
+    async def apply(event: StallReleased, envelope: RawEnvelope) -> None:
+        if event.stall_id == "XZ-01-C003":
+            await asyncio.sleep(0.02)  # the other partition has failed by now
+        seen.append(consumer_health(broker).stuck())
+        if failures.get(event.stall_id, 0) > 0:
+            failures[event.stall_id] -= 1
+            raise RedisConnectionError("refused")
+
+    consumer = messaging._EventConsumer(
+        broker, settings, FakeRedis(), group_id="ledger", handlers={StallReleased: apply},
+        dedupe=False,
+    )  # fmt: skip
+
+    def record(partition: int, stall: str) -> _Record:
+        event = StallReleased(
+            market_id="XZ-01", stall_id=stall, date=date(2026, 12, 7), window_id="evening",
+            cause="cancelled",
+        )  # fmt: skip
+        body = Envelope.wrap(event, source="/test", time=NOW).model_dump_json().encode()
+        return _Record("bookings", partition, body)
+
+    # The first partition's second event comes after the other partition started waiting.
+    batch = _Batch((record(0, "XZ-01-C001"), record(0, "XZ-01-C003"), record(1, "XZ-01-C002")))
+    await consumer.handle(batch)  # type: ignore[arg-type]
+    assert batch.acked
+    # C001, C002's first try, C003 (while C002 waits), then C002's retries: stuck throughout,
+    # though C003 went through on the other partition meanwhile
+    assert [list(s) for s in seen] == [[], [], *[["unit/ledger"]] * 4]
+    assert consumer_health(broker).stuck() == {}  # all through
