@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Path, Request, Response, status
 from pydantic import BaseModel, Field, model_validator
 
+from allocation.bootstrap import Allocation
 from allocation.entrypoints.deps import AllocationDep, CurrentVendor
 from allocation.entrypoints.schemas import Strict
 from allocation.service_layer.draws import Apply
@@ -99,10 +100,11 @@ class DrawView(BaseModel):
 async def apply(
     body: ApplicationRequest,
     principal: CurrentVendor,
-    allocation: AllocationDep,
+    request: Request,
     response: Response,
 ) -> ApplicationView:
     """Apply for a window's draw (until the draw); applying again changes the stalls ranked."""
+    allocation: Allocation = request.app.state.allocation  # hot path: no dependency to solve
     view, created = await allocation.draws.apply(
         Apply(principal.sub, body.market_id, body.date, body.window_id, tuple(body.stall_ids))
     )
