@@ -44,6 +44,18 @@ Eventually = Callable[..., Awaitable[Any]]
 
 NOW = datetime.now(UTC)
 TODAY = NOW.astimezone(MARKET_TZ).date()
+
+
+@pytest.fixture(autouse=True)
+def _now() -> None:
+    """The seeded day is the day the test runs, as the page's "today" is: not the day the module
+    was imported (a suite running across midnight in Zhuhai seeded yesterday and the page showed
+    an empty today)."""
+    global NOW, TODAY
+    NOW = datetime.now(UTC)
+    TODAY = NOW.astimezone(MARKET_TZ).date()
+
+
 ALL_DAY = MarketWindow(
     id="allday", name_zh="全天", name_en="All day", days=[1, 2, 3, 4, 5, 6, 7],
     start=time(0, 0), end=time(23, 59),
