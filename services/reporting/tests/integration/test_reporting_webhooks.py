@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -538,7 +539,9 @@ async def test_offices_manage_only_their_own_feed_and_the_secret_is_shown_once(
 async def test_one_replica_delivers_at_a_time_and_another_takes_over_when_it_stops(
     reporting_settings: ReportingSettings, redis_client: Redis, listen: Listen
 ) -> None:
-    settings = quick(reporting_settings)
+    # The hand-over is the stopping replica's release, not the lease running out: a lease
+    # long enough that a busy machine's pause does not lapse it (that case is the next test).
+    settings = quick(reporting_settings, webhook_lease_seconds=6.0)
     feed = FeedLog(redis_client, settings, dt.timedelta(days=7))
     store = WebhookStore(redis_client, settings)
     receiver = Receiver()
@@ -583,3 +586,20 @@ async def test_one_replica_delivers_at_a_time_and_another_takes_over_when_it_sto
     finally:
         for replica in replicas:
             await replica.stop()
+
+
+async def test_a_stalled_holder_whose_lease_lapsed_takes_it_back_unless_another_took_it(
+    reporting_settings: ReportingSettings, redis_client: Redis
+) -> None:
+    store = WebhookStore(redis_client, quick(reporting_settings))
+    sub_id = f"sub-{uuid.uuid4().hex[:8]}"
+    assert await store.acquire(sub_id, "stalled", 100)
+    await asyncio.sleep(0.2)  # the holder was paused for longer than its lease
+    assert await store.renew(sub_id, "stalled", 5000)  # nobody took it: it carries on
+    assert (await redis_client.get(store.lease_key(sub_id))) == b"stalled"
+    assert 0 < await redis_client.pttl(store.lease_key(sub_id)) <= 5000
+
+    await redis_client.delete(store.lease_key(sub_id))  # lapsed again ...
+    assert await store.acquire(sub_id, "standby", 5000)  # ... and the standby took over
+    assert not await store.renew(sub_id, "stalled", 5000)
+    assert (await redis_client.get(store.lease_key(sub_id))) == b"standby"

@@ -103,9 +103,14 @@ redis.call('LPUSH', KEYS[2], ARGV[1])
 redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)
 return 1
 """
+# A lease that lapsed (a stalled replica) and that nobody took since is taken back: nothing was
+# delivered by anyone else in between, so the holder carries on instead of starting over.
 _RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if holder then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
 """
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -319,7 +324,7 @@ class WebhookStore:
         return bool(await self.redis.set(self.lease_key(sub_id), owner, nx=True, px=ttl_ms))
 
     async def renew(self, sub_id: str, owner: str, ttl_ms: int) -> bool:
-        """Extend the lease if it is still ours."""
+        """Extend the lease if it is still ours, or take it back if it lapsed and is free."""
         return bool(await self._renew(keys=[self.lease_key(sub_id)], args=[owner, ttl_ms]))
 
     async def release(self, sub_id: str, owner: str) -> None:
