@@ -15,9 +15,11 @@ from allocation.service_layer.draws import Apply
 from contracts.catalogue import MARKET_ID_PATTERN, STALL_ID_PATTERN, WINDOW_ID_PATTERN
 from contracts.lottery import MAX_PREFERENCES, DrawInputs, DrawResult
 from contracts.text import IsoDate
+from stallkit.auth import Principal, Role, caller_with_role
+from stallkit.fastpath import FastPathRoute, fast_path, json_body
 from stallkit.openapi import problems
 
-router = APIRouter(prefix="/v1", tags=["lottery"])
+router = APIRouter(prefix="/v1", tags=["lottery"], route_class=FastPathRoute)
 
 MarketId = Annotated[str, Path(pattern=MARKET_ID_PATTERN, examples=["XZ-01"])]
 WindowId = Annotated[str, Path(pattern=WINDOW_ID_PATTERN, examples=["evening"])]
@@ -88,6 +90,30 @@ class DrawView(BaseModel):
     result_digest: str | None
 
 
+async def _apply(
+    request: Request, principal: Principal, body: ApplicationRequest
+) -> tuple[ApplicationView, bool]:
+    allocation: Allocation = request.app.state.allocation  # hot path: no dependency to solve
+    view, created = await allocation.draws.apply(
+        Apply(principal.sub, body.market_id, body.date, body.window_id, tuple(body.stall_ids))
+    )
+    return ApplicationView.model_validate(view), created
+
+
+async def _apply_fast(request: Request) -> Response | None:
+    """The application path's ordinary request (see :mod:`stallkit.fastpath`)."""
+    principal = caller_with_role(request, Role.VENDOR)
+    body = await json_body(request, ApplicationRequest)
+    if body is None:
+        return None
+    view, created = await _apply(request, principal, body)
+    return Response(
+        view.model_dump_json(),
+        status_code=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        media_type="application/json",
+    )
+
+
 @router.post(
     "/applications",
     status_code=status.HTTP_201_CREATED,
@@ -97,6 +123,7 @@ class DrawView(BaseModel):
         **problems(404, 409, 422),
     },
 )
+@fast_path(_apply_fast)
 async def apply(
     body: ApplicationRequest,
     principal: CurrentVendor,
@@ -104,13 +131,10 @@ async def apply(
     response: Response,
 ) -> ApplicationView:
     """Apply for a window's draw (until the draw); applying again changes the stalls ranked."""
-    allocation: Allocation = request.app.state.allocation  # hot path: no dependency to solve
-    view, created = await allocation.draws.apply(
-        Apply(principal.sub, body.market_id, body.date, body.window_id, tuple(body.stall_ids))
-    )
+    view, created = await _apply(request, principal, body)
     if not created:
         response.status_code = status.HTTP_200_OK
-    return ApplicationView.model_validate(view)
+    return view
 
 
 @router.get("/applications")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated
 
 from fastapi import Header
@@ -23,6 +24,8 @@ from contracts.catalogue import (
 from contracts.text import IsoDate, PlainText
 from stallkit.clock import MARKET_TZ
 
+#: What an ``Idempotency-Key`` header may be: 1 to 128 printable ASCII characters, no spaces.
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,128}")
 IdempotencyKey = Annotated[
     str | None,
     Header(
