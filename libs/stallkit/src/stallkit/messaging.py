@@ -7,7 +7,7 @@ import contextlib
 import logging
 import random
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 E = TypeVar("E", bound=Event)
 #: A handler gets the parsed event and its envelope (id, time, source).
 EventHandler = Callable[[Any, RawEnvelope], Awaitable[None]]
+#: Applies a partition's events of one fetched batch at once, in their order (idempotently).
+BatchHandler = Callable[[Sequence[tuple[Any, RawEnvelope]]], Awaitable[None]]
 
 #: Attempts of a handler failing otherwise than on infrastructure, before dead-lettering.
 HANDLER_ATTEMPTS = 5
@@ -272,9 +274,11 @@ class _EventConsumer:
         group_id: str,
         handlers: Mapping[type[Event], EventHandler],
         dedupe: bool,
+        batch_handler: BatchHandler | None = None,
     ) -> None:
         self.broker, self.settings, self.redis = broker, settings, redis
         self.group_id, self.dedupe = group_id, dedupe
+        self.batch_handler = batch_handler
         self.by_type = {model.event_type(): (model, h) for model, h in handlers.items()}
         #: The versions this consumer reads of each event it reads (``booking.created`` ...).
         self.versions: dict[str, list[str]] = {}
@@ -321,34 +325,80 @@ class _EventConsumer:
         return self.subscriber is not None and not self.subscriber.running
 
     async def _process_in_order(self, records: list[Any]) -> None:
+        if self.batch_handler is not None:
+            await self._process_together(records, self.batch_handler)
+            return
         for record in records:
             if self._stopping():
                 raise _ShuttingDown
             await self._process(record)
 
     async def _process(self, record: Any) -> None:
+        parsed = await self._parse(record)
+        if parsed is not None:
+            await self._apply(record, *parsed)
+
+    async def _parse(self, record: Any) -> tuple[RawEnvelope, Event, EventHandler] | None:
+        """The record's envelope, event and handler; None when it was dead-lettered or is
+        for other consumers."""
         try:
             envelope = RawEnvelope.from_bytes(record.value or b"")
         except ValueError as exc:  # pydantic's ValidationError included
             await self._dead_letter(record, f"bad envelope: {exc}")
-            return
+            return None
         route = self.by_type.get(envelope.type)
         if route is None:
             read = self.versions.get(unversioned(envelope.type))
             if read:  # an event this consumer reads, in a version it cannot read
                 reads = ", ".join(sorted(read))
                 await self._dead_letter(record, f"unknown version {envelope.type}: reads {reads}")
-                return
+                return None
             if envelope.type not in EVENTS_BY_TYPE:
                 log.info("skipping unknown event type", extra={"type": envelope.type[:200]})
-            return
+            return None
         model, handler = route
         try:
             event = envelope.parse_data(model)
         except ValueError as exc:
             await self._dead_letter(record, f"bad {envelope.type}: {exc}")
+            return None
+        return envelope, event, handler
+
+    async def _process_together(self, records: list[Any], apply_all: BatchHandler) -> None:
+        """One partition's records of a batch through the batch handler, in one call.
+
+        What does not parse is dead-lettered first, as one by one. An infrastructure failure
+        is waited out and the whole call made again (the handler is idempotent); any other
+        failure sends each event through its own handler, so that the one at fault is retried
+        and dead-lettered alone while the others are applied.
+        """
+        if self._stopping():
+            raise _ShuttingDown
+        parsed = [(record, await self._parse(record)) for record in records]
+        items = [(record, found) for record, found in parsed if found is not None]
+        if not items:
             return
-        await self._apply(record, envelope, event, handler)
+        first = items[0][0]
+        attempt = 0
+        while True:
+            try:
+                await apply_all([(event, envelope) for _, (envelope, event, _) in items])
+            except Exception as exc:
+                if is_infrastructure_failure(exc):
+                    attempt += 1
+                    await self._wait_out(first, exc, attempt)
+                    continue
+                log.warning(
+                    "batch handler failed; applying its events one by one",
+                    extra={"consumer": self.name, "error": describe_error(exc)},
+                )
+                for record, (envelope, event, handler) in items:
+                    if self._stopping():
+                        raise _ShuttingDown from exc
+                    await self._apply(record, envelope, event, handler)
+                return
+            self._recovered(first)
+            return
 
     async def _apply(
         self, record: Any, envelope: RawEnvelope, event: Event, handler: EventHandler
@@ -451,6 +501,7 @@ def subscribe_events(
     group_id: str,
     handlers: Mapping[type[Event], EventHandler],
     dedupe: bool = True,
+    batch_handler: BatchHandler | None = None,
 ) -> None:
     """Consume ``topics`` in ``group_id``: parse envelopes, route by type, apply each event once.
 
@@ -461,9 +512,21 @@ def subscribe_events(
     otherwise. A Redis, Kafka or network failure (:func:`is_infrastructure_failure`) is retried
     with capped backoff for as long as it lasts, offset uncommitted; ``/readyz`` shows it. With
     ``dedupe``, an event id the group processed already is skipped.
+
+    With ``batch_handler`` (whose writes must be idempotent, so not with ``dedupe``), the events
+    of a partition in one fetched batch are applied by one call of it, in their order; when it
+    fails otherwise than by infrastructure, they go through ``handlers`` one by one instead.
     """
+    if batch_handler is not None and dedupe:
+        raise ValueError("a batch handler applies events idempotently: no dedup marks")
     consumer = _EventConsumer(
-        broker, settings, redis, group_id=group_id, handlers=handlers, dedupe=dedupe
+        broker,
+        settings,
+        redis,
+        group_id=group_id,
+        handlers=handlers,
+        dedupe=dedupe,
+        batch_handler=batch_handler,
     )
 
     async def handle(message: KafkaMessage) -> None:

@@ -15,12 +15,15 @@ from typing import TypeAlias
 from urllib.parse import unquote
 
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.maint_notifications import MaintNotificationsConfig
 
 #: What services hold: both clients take the same commands, scripts and pipelines (a cluster
 #: needs every key of a script or transaction in one hash slot).
 RedisClient: TypeAlias = Redis | RedisCluster
+#: A non-transactional pipeline of either (a cluster's sends each slot's commands to its node).
+RedisPipeline: TypeAlias = Pipeline | ClusterPipeline
 
 CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}
 

@@ -339,3 +339,78 @@ async def test_a_consumer_is_stuck_while_any_partition_of_its_batch_waits(
     # though C003 went through on the other partition meanwhile
     assert [list(s) for s in seen] == [[], [], *[["unit/ledger"]] * 4]
     assert consumer_health(broker).stuck() == {}  # all through
+
+
+def _released(partition: int, stall: str, event_id: str) -> _Record:
+    event = StallReleased(
+        market_id="XZ-01", stall_id=stall, date=date(2026, 12, 7), window_id="evening",
+        cause="cancelled",
+    )  # fmt: skip
+    body = Envelope.wrap(event, source="/test", time=NOW, event_id=event_id)
+    return _Record("bookings", partition, body.model_dump_json().encode())
+
+
+async def test_a_batch_handler_takes_each_partitions_events_together_and_falls_back_one_by_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(messaging, "RETRY_FIRST_DELAY", 0.001)
+    settings = CommonSettings(service_name="unit")
+    parts, dead_letters = unit_parts(settings, FakeRedis())
+    together: list[list[str]] = []
+    one_by_one: list[str] = []
+    outage = {"e1": 1}  # the first call with e1 meets a Redis outage
+
+    async def apply_all(items: Any) -> None:
+        ids = [envelope.id for _, envelope in items]
+        together.append(ids)
+        if outage.get(ids[0], 0) > 0:
+            outage[ids[0]] -= 1
+            raise RedisConnectionError("refused")
+        if any(event.stall_id == "XZ-01-C404" for event, _ in items):
+            raise ZeroDivisionError("a bug somewhere in the batch")
+
+    async def apply(event: StallReleased, envelope: RawEnvelope) -> None:
+        if event.stall_id == "XZ-01-C404":
+            raise UnprocessableEvent("stall XZ-01-C404 does not exist")
+        one_by_one.append(envelope.id)
+
+    consumer = messaging._EventConsumer(
+        parts.broker, settings, FakeRedis(), group_id="ledger", handlers={StallReleased: apply},
+        dedupe=False, batch_handler=apply_all,
+    )  # fmt: skip
+    async with TestKafkaBroker(parts.broker):
+        first = _Batch(
+            (_released(0, "XZ-01-C001", "e1"), _Record("bookings", 0, b"not an envelope"),
+             _released(0, "XZ-01-C002", "e2"), _released(1, "XZ-01-C003", "e3"))
+        )  # fmt: skip
+        await consumer.handle(first)  # type: ignore[arg-type]
+        assert first.acked
+        # Each partition in one call, in order; the outage waited out and the call made again.
+        assert sorted(together) == [["e1", "e2"], ["e1", "e2"], ["e3"]]
+        assert one_by_one == []
+        [bad] = dead_letters
+        assert bad.headers[DLQ_REASON_HEADER].startswith("bad envelope")
+        assert consumer_health(parts.broker).stuck() == {}
+
+        together.clear()
+        second = _Batch((_released(0, "XZ-01-C404", "e4"), _released(0, "XZ-01-C005", "e5")))
+        await consumer.handle(second)  # type: ignore[arg-type]
+        assert second.acked
+        # The batch call failed on a bug: each event went its own way, the bad one alone.
+        assert together == [["e4", "e5"]]
+        assert one_by_one == ["e5"]
+        assert json.loads(dead_letters[-1].body)["id"] == "e4"
+        assert dead_letters[-1].headers[DLQ_REASON_HEADER].startswith("unprocessable ")
+
+
+def test_a_batch_handler_is_not_for_a_consumer_that_marks_what_it_processed() -> None:
+    settings = CommonSettings(service_name="unit")
+
+    async def apply_all(items: Any) -> None:
+        """Never called."""
+
+    with pytest.raises(ValueError, match="no dedup marks"):
+        subscribe_events(
+            KafkaBroker(), settings, FakeRedis(), topics=["bookings"], group_id="ledger",
+            handlers={}, batch_handler=apply_all,
+        )  # fmt: skip

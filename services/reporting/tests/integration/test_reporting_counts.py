@@ -148,3 +148,25 @@ async def test_redis_counters_count_an_event_once_across_scopes(
         key.startswith(reporting_settings.redis_prefix.encode() + b"rep:{stats}:")
         for key in await redis_client.keys(reporting_settings.redis_prefix + "*")
     )
+
+
+async def test_a_batch_counts_each_event_once_like_one_by_one(
+    reporting_settings: ReportingSettings, redis_client: Redis
+) -> None:
+    store = RedisStatsStore(redis_client, reporting_settings)
+    created, opened = BookingCreated.event_type(), WindowOpened.event_type()
+    batch = [
+        CountedEvent("evt-1", created, "HQ-01", "hengqin"),
+        CountedEvent("evt-2", opened, "HQ-01", "hengqin"),
+        CountedEvent("evt-1", created, "HQ-01", "hengqin"),  # twice in one batch
+        CountedEvent("evt-3", created, "XZ-02", None),  # no district known
+    ]
+    assert await store.count_many(batch) == 3
+    assert await store.count_many(batch) == 0  # the batch applied again after a failure
+    assert not await store.count(batch[0])
+    assert (await store.stats(ALL)) == EventStats({created: 2, opened: 1})
+    assert (await store.stats(Scope(ScopeKind.DISTRICT, "hengqin"))) == EventStats(
+        {created: 1, opened: 1}
+    )
+    assert (await store.stats(Scope(ScopeKind.MARKET, "XZ-02"))) == EventStats({created: 1})
+    assert await store.count_many([]) == 0

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from reporting.adapters.feed_log import FeedLog, id_before
+from reporting.adapters.feed_log import FeedLog, NewEntry, id_before
 from reporting.config import ReportingSettings
 
 pytestmark = pytest.mark.integration
@@ -67,3 +67,43 @@ async def test_a_position_older_than_the_retention_is_expired_not_a_silent_gap(
     await asyncio.sleep(0.1)
     await log.append(**entry(3))
     assert [e.event_id for e in await asyncio.wait_for(waiting, 5)] == ["ev-3"]
+
+
+async def test_a_batch_is_logged_in_order_once_per_event_as_one_by_one(
+    redis_client: Redis, reporting_settings: ReportingSettings
+) -> None:
+    log = FeedLog(redis_client, reporting_settings, dt.timedelta(days=7))
+    await log.append(**entry(1))
+    batch = [
+        NewEntry(**entry(1)),  # appended before: not again
+        NewEntry(**entry(2, district="doumen")),
+        NewEntry(**entry(3, district=None)),
+        NewEntry(**entry(4)),
+        NewEntry(**entry(4)),  # twice in one batch
+        NewEntry(**entry(5, district="doumen")),
+    ]
+    assert await log.append_many(batch) == 4
+    assert await log.append_many(batch) == 0  # the batch applied again after a failure
+    assert [e.event_id for e in await log.read("all", None)] == [f"ev-{n}" for n in range(1, 6)]
+    assert [e.event_id for e in await log.read("xiangzhou", None)] == ["ev-1", "ev-4"]
+    doumen = await log.read("doumen", None)
+    assert [e.event_id for e in doumen] == ["ev-2", "ev-5"]
+    assert (doumen[0].district, doumen[0].summary_zh, doumen[0].event) == (
+        "doumen",
+        "第 2 条",
+        {"n": 2},
+    )
+    assert doumen[0].time == T + dt.timedelta(seconds=2)
+
+
+async def test_a_batch_trims_what_is_older_than_the_retention(
+    redis_client: Redis, reporting_settings: ReportingSettings
+) -> None:
+    log = FeedLog(redis_client, reporting_settings, dt.timedelta(milliseconds=300))
+    old = (await log.append(**entry(1))).ids["xiangzhou"]
+    await asyncio.sleep(0.4)
+    assert await log.append_many([NewEntry(**entry(2)), NewEntry(**entry(3))]) == 2
+    assert [e.event_id for e in await log.read("xiangzhou", None)] == ["ev-2", "ev-3"]
+    assert [e.event_id for e in await log.read("all", None)] == ["ev-2", "ev-3"]
+    assert await log.expired("xiangzhou", "0-0")
+    assert not await log.expired("xiangzhou", old)

@@ -17,6 +17,7 @@ Day and case hashes expire after the report retention.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -33,7 +34,7 @@ from reporting.domain.figures import (
     ScanFacts,
     WindowFacts,
 )
-from stallkit.redis_client import RedisClient
+from stallkit.redis_client import RedisClient, RedisPipeline
 from stallkit.settings import CommonSettings
 
 # Sets ``field`` to ``value`` unless what is there was set by a later event (ARGV[2], ms).
@@ -71,6 +72,16 @@ class FactsStore:
         self.settings = settings
         self.ttl_seconds = int(retention_days * 24 * 3600)
         self._script: AsyncScript | None = None
+        #: Where day and case facts are queued instead of written at once (see :meth:`queued`).
+        self._pipe: RedisPipeline | None = None
+
+    def queued(self, pipe: RedisPipeline) -> FactsStore:
+        """This store with its day and case facts queued on ``pipe``, which its owner executes
+        (a consumer's batch: one round trip for many events). Catalogue facts, rare and read
+        before they are set, are still written at once."""
+        view = copy.copy(self)
+        view._pipe = pipe
+        return view
 
     async def _set_if_newer(self, key: str, name: str, at: datetime, value: str) -> None:
         if self._script is None:
@@ -167,6 +178,10 @@ class FactsStore:
         """Set one fact of a market-day (``keep``: only if it is not set yet)."""
         key = self.day_key(market_id, day)
         text = json.dumps(value, separators=(",", ":"))
+        if self._pipe is not None:  # a failed batch is applied again: no half-written fact
+            (self._pipe.hsetnx if keep else self._pipe.hset)(key, name, text)
+            self._pipe.expire(key, self.ttl_seconds)
+            return
         async with self.redis.pipeline(transaction=True) as pipe:
             if keep:
                 pipe.hsetnx(key, name, text)
@@ -178,8 +193,13 @@ class FactsStore:
     async def put_case(self, market_id: str, case_id: str, name: str, value: Any) -> None:
         """Set one fact of a case."""
         key = self.case_key(market_id, case_id)
+        text = json.dumps(value, separators=(",", ":"))
+        if self._pipe is not None:
+            self._pipe.hset(key, name, text)
+            self._pipe.expire(key, self.ttl_seconds)
+            return
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, name, json.dumps(value, separators=(",", ":")))
+            pipe.hset(key, name, text)
             pipe.expire(key, self.ttl_seconds)
             await pipe.execute()
 

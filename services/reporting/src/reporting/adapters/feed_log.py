@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,56 @@ for i = 2, #KEYS, 2 do
 end
 return ids
 """
+# The same for many events in one call, each to 'all' and to its district. KEYS: the entries'
+# seen marks, then per feed (stream, trimmed), 'all' first. ARGV: seen ttl, retention (ms),
+# then per entry the number of its district's feed (0: none) and its fields' values in the
+# order of FIELDS. Returns how many were appended (not seen before).
+_APPEND_MANY = """
+local names = {%s}
+local per = #names + 1
+local n = (#ARGV - 2) / per
+local touched = {}
+local appended = 0
+for e = 1, n do
+  local a = 3 + (e - 1) * per
+  if redis.call('SET', KEYS[e], '1', 'NX', 'EX', ARGV[1]) then
+    local fields = {}
+    for f = 1, #names do
+      fields[#fields + 1] = names[f]
+      fields[#fields + 1] = ARGV[a + f]
+    end
+    local feed = tonumber(ARGV[a])
+    if feed > 0 then
+      redis.call('XADD', KEYS[n + 2 * feed - 1], '*', unpack(fields))
+      touched[feed] = true
+    end
+    redis.call('XADD', KEYS[n + 1], '*', unpack(fields))
+    touched[1] = true
+    appended = appended + 1
+  end
+end
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local min_ms = now_ms - tonumber(ARGV[2])
+local min_id = string.format('%%d', min_ms)
+for feed in pairs(touched) do
+  local stream, trimmed = KEYS[n + 2 * feed - 1], KEYS[n + 2 * feed]
+  local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
+  if tonumber(string.match(oldest[1][1], '^(%%d+)')) < min_ms then
+    local last_old = redis.call('XREVRANGE', stream, '(' .. min_id .. '-0', '-', 'COUNT', 1)
+    if #last_old > 0 then
+      redis.call('SET', trimmed, last_old[1][1])
+      redis.call('XTRIM', stream, 'MINID', min_id .. '-0')
+    end
+  end
+end
+return appended
+"""
+#: The fields of an entry in the stream, in this order.
+FIELDS = (
+    "event_id", "type", "market_id", "district", "time", "summary_zh", "summary_en", "event"
+)  # fmt: skip
+_APPEND_MANY %= ", ".join(f"'{name}'" for name in FIELDS)
 
 
 def _id_key(entry_id: str) -> tuple[int, int]:
@@ -66,6 +117,33 @@ def valid_id(entry_id: str) -> bool:
 
 
 @dataclass(frozen=True)
+class NewEntry:
+    """An event as its district's feed (and ``all``) tells it."""
+
+    event_id: str
+    type: str
+    market_id: str
+    district: str | None
+    time: dt.datetime
+    summary_zh: str
+    summary_en: str
+    event: dict[str, Any]
+
+    def values(self) -> list[str]:
+        """The stream fields' values, in the order of :data:`FIELDS`."""
+        return [
+            self.event_id,
+            self.type,
+            self.market_id,
+            self.district or "",
+            self.time.isoformat(),
+            self.summary_zh,
+            self.summary_en,
+            json.dumps(self.event, ensure_ascii=False, separators=(",", ":")),
+        ]
+
+
+@dataclass(frozen=True)
 class Appended:
     """What an append did: the new entry ids by feed, empty when the event was seen before."""
 
@@ -80,6 +158,7 @@ class FeedLog:
         self.settings = settings
         self.retention = retention
         self._append = redis.register_script(_APPEND)
+        self._append_many = redis.register_script(_APPEND_MANY)
 
     def _key(self, *parts: str) -> str:
         return self.settings.key("rep", "{feed}", *parts)
@@ -101,28 +180,44 @@ class FeedLog:
         event: dict[str, Any],
     ) -> Appended:
         """Append an event to its district's feed and to ``all``, once."""
+        entry = NewEntry(event_id, type, market_id, district, time, summary_zh, summary_en, event)
         feeds = [ALL] if district is None else [district, ALL]
         keys = [self._key("seen", event_id)]
         for feed in feeds:
             keys += [self.stream(feed), self._key("trimmed", feed)]
-        fields = {
-            "event_id": event_id,
-            "type": type,
-            "market_id": market_id,
-            "district": district or "",
-            "time": time.isoformat(),
-            "summary_zh": summary_zh,
-            "summary_en": summary_en,
-            "event": json.dumps(event, ensure_ascii=False, separators=(",", ":")),
-        }
-        args: list[Any] = [
-            max(1, int(self.retention.total_seconds())),
-            int(self.retention / dt.timedelta(milliseconds=1)),
-        ]
-        for name, value in fields.items():
+        args: list[Any] = [self._seen_ttl(), self._retention_ms()]
+        for name, value in zip(FIELDS, entry.values(), strict=True):
             args += [name, value]
         ids = await self._append(keys=keys, args=args)
         return Appended({f: i.decode() for f, i in zip(feeds, ids, strict=False)})
+
+    async def append_many(self, entries: Sequence[NewEntry]) -> int:
+        """Append each event as :meth:`append` does, in order, in one script call; how many
+        were appended (not seen before)."""
+        if not entries:
+            return 0
+        feeds = [ALL]
+        numbers = {ALL: 1}
+        args: list[Any] = [self._seen_ttl(), self._retention_ms()]
+        for entry in entries:
+            number = 0
+            if entry.district is not None:
+                number = numbers.get(entry.district, 0)
+                if not number:
+                    feeds.append(entry.district)
+                    number = numbers[entry.district] = len(feeds)
+            args.append(number)
+            args += entry.values()
+        keys = [self._key("seen", entry.event_id) for entry in entries]
+        for feed in feeds:
+            keys += [self.stream(feed), self._key("trimmed", feed)]
+        return int(await self._append_many(keys=keys, args=args))
+
+    def _seen_ttl(self) -> int:
+        return max(1, int(self.retention.total_seconds()))
+
+    def _retention_ms(self) -> int:
+        return int(self.retention / dt.timedelta(milliseconds=1))
 
     @staticmethod
     def _entry(entry_id: bytes, fields: dict[bytes, bytes]) -> FeedEntry:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from faststream.kafka import KafkaBroker
 
 from contracts.envelope import Event, RawEnvelope
@@ -14,7 +16,7 @@ from contracts.events import (
     WindowEvent,
 )
 from contracts.summaries import short_type, summarize
-from reporting.adapters.feed_log import FeedLog
+from reporting.adapters.feed_log import FeedLog, NewEntry
 from reporting.adapters.stats_store import StatsStore
 from reporting.config import ReportingSettings
 from reporting.domain.stats import CountedEvent
@@ -50,33 +52,65 @@ class EventCounter:
 
     async def on_event(self, event: Event, envelope: RawEnvelope) -> None:
         """Count one event; a market's district is learnt from its catalogue changes."""
+        district = await self._district(event)
+        await self.store.count(self._counted(event, envelope, district))
+        if self.facts is not None:
+            await self.facts.on_event(event, envelope)
+        if self.feed is not None:
+            await self.feed.append_many([self._entry(event, envelope, district)])
+
+    async def on_batch(self, items: Sequence[tuple[Event, RawEnvelope]]) -> None:
+        """What :meth:`on_event` does for each event, in order, in three round trips: the
+        counts, the facts, then the feed entries. Every write is idempotent by event id, so a
+        batch that failed part way is applied again whole."""
+        counted: list[CountedEvent] = []
+        entries: list[NewEntry] = []
+        pipe = None if self.facts is None else self.facts.store.redis.pipeline(transaction=False)
+        facts = None if self.facts is None or pipe is None else self.facts.queued(pipe)
+        for event, envelope in items:
+            district = await self._district(event)
+            counted.append(self._counted(event, envelope, district))
+            if facts is not None:
+                await facts.on_event(event, envelope)
+            if self.feed is not None:
+                entries.append(self._entry(event, envelope, district))
+        await self.store.count_many(counted)
+        if pipe is not None and len(pipe):
+            async with pipe:
+                await pipe.execute()
+        if self.feed is not None:
+            await self.feed.append_many(entries)
+
+    async def _district(self, event: Event) -> str | None:
         district = district_in(event)
         if isinstance(event, MarketChanged) and district:
             await self.store.remember_district(event.market_id, district)
         if district is None:
             district = await self.store.district_of(event.market_id)
-        await self.store.count(
-            CountedEvent(
-                event_id=envelope.id,
-                event_type=envelope.type,
-                market_id=event.market_id,
-                district=district,
-            )
+        return district
+
+    @staticmethod
+    def _counted(event: Event, envelope: RawEnvelope, district: str | None) -> CountedEvent:
+        return CountedEvent(
+            event_id=envelope.id,
+            event_type=envelope.type,
+            market_id=event.market_id,
+            district=district,
         )
-        if self.facts is not None:
-            await self.facts.on_event(event, envelope)
-        if self.feed is not None:
-            summary_zh, summary_en = summarize(event)
-            await self.feed.append(
-                event_id=envelope.id,
-                type=short_type(envelope.type),
-                market_id=event.market_id,
-                district=district,
-                time=envelope.time,
-                summary_zh=summary_zh,
-                summary_en=summary_en,
-                event=envelope.model_dump(mode="json"),
-            )
+
+    @staticmethod
+    def _entry(event: Event, envelope: RawEnvelope, district: str | None) -> NewEntry:
+        summary_zh, summary_en = summarize(event)
+        return NewEntry(
+            event_id=envelope.id,
+            type=short_type(envelope.type),
+            market_id=event.market_id,
+            district=district,
+            time=envelope.time,
+            summary_zh=summary_zh,
+            summary_en=summary_en,
+            event=envelope.model_dump(mode="json"),
+        )
 
 
 def subscribe_everything(
@@ -91,6 +125,8 @@ def subscribe_everything(
         group_id=settings.consumer_group,
         handlers=dict.fromkeys(ALL_EVENTS, counter.on_event),
         # Every write counts or appends an event once (by its id) or sets a fact idempotently:
-        # the consumer's own dedup marks would be two more round trips per event for nothing.
+        # the consumer's own dedup marks would be two more round trips per event for nothing,
+        # and a partition's events of a batch can go in a few round trips together.
         dedupe=False,
+        batch_handler=counter.on_batch,
     )

@@ -27,6 +27,7 @@ from contracts.events import (
 )
 from reporting.adapters.facts_store import FactsStore
 from reporting.domain.figures import WindowFacts, local_day
+from stallkit.redis_client import RedisPipeline
 
 
 def window_facts(windows: list[MarketWindow]) -> list[WindowFacts]:
@@ -47,6 +48,10 @@ class FactsProjector:
 
     def __init__(self, store: FactsStore):
         self.store = store
+
+    def queued(self, pipe: RedisPipeline) -> FactsProjector:
+        """This projector with its day and case facts queued on ``pipe`` (a consumer's batch)."""
+        return FactsProjector(self.store.queued(pipe))
 
     async def on_event(self, event: Event, envelope: RawEnvelope) -> None:
         """Record what ``event`` tells, if reports need it."""
