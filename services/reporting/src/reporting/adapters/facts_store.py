@@ -77,8 +77,8 @@ class FactsStore:
 
     def queued(self, pipe: RedisPipeline) -> FactsStore:
         """This store with its day and case facts queued on ``pipe``, which its owner executes
-        (a consumer's batch: one round trip for many events). Catalogue facts, rare and read
-        before they are set, are still written at once."""
+        (a consumer's batch: one round trip for many events). Catalogue facts, rare, are still
+        written at once: each is a script comparing with what is there."""
         view = copy.copy(self)
         view._pipe = pipe
         return view
