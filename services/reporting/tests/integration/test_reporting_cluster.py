@@ -4,7 +4,7 @@ district's feed (Server-Sent Events) and the city's, in order, and are counted o
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -14,10 +14,13 @@ from redis.asyncio.cluster import RedisCluster
 
 from contracts.catalogue import District
 from contracts.events import ScanOutcome, ScanRecorded, WindowOpened
+from reporting.adapters.facts_store import FactsStore
 from reporting.app import create_app
 from reporting.config import ReportingSettings
+from reporting.domain.figures import local_day
 from stallkit.auth import Role
 from stallkit.messaging import publish_event
+from stallkit.redis_client import redis_client
 from stalltest.plugin import RedisClusterInfo
 from stalltest.sse import SseReader
 from stalltest.tokens import bearer, dev_token
@@ -70,6 +73,7 @@ async def test_events_reach_the_district_feed_on_a_cluster(
             market_id="XZ-01", district=District.XIANGZHOU, scan_id="sc_cluster_1",
             stall_id="XZ-01-A001", outcome=ScanOutcome.COMPLIANT, patrol_id="p-xz-1",
         )  # fmt: skip
+        scanned_at = datetime.now(UTC)
         scanned = await send(scan)
         got = await SseReader(mine).take(2, timeout=FIRST)
         # Two topics: their events may interleave either way, but each reaches the feed once.
@@ -86,3 +90,12 @@ async def test_events_reach_the_district_feed_on_a_cluster(
         after = await SseReader(resumed).take(1)
         assert [e.json()["event_id"] for e in after] == [got[1].json()["event_id"]]
     assert (await client.get("/readyz")).status_code == 200
+    # The scan is a report fact too, on its market's node (a batch's facts go in one pipeline).
+    cluster = redis_client(redis_cluster.cluster_url, max_connections=4)
+    try:
+        facts = FactsStore(cluster, settings, settings.report_retention_days)
+        days = {local_day(scanned_at), local_day(scanned_at + timedelta(seconds=5))}
+        found, _ = await facts.days([("XZ-01", day) for day in sorted(days)], with_cases=False)
+        assert any(day.scans for day in found.values()), found
+    finally:
+        await cluster.aclose()

@@ -76,8 +76,8 @@ class EventCounter:
                 entries.append(self._entry(event, envelope, district))
         await self.store.count_many(counted)
         if pipe is not None and len(pipe):
-            async with pipe:
-                await pipe.execute()
+            # Not ``async with pipe``: entering a cluster pipeline empties its queue.
+            await pipe.execute()
         if self.feed is not None:
             await self.feed.append_many(entries)
 
