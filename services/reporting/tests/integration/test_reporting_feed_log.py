@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from reporting.adapters.feed_log import FeedLog, NewEntry, id_before
+from reporting.adapters.feed_log import FeedLog, id_before
 from reporting.config import ReportingSettings
+from reporting.domain.feed import NewEntry
 
 pytestmark = pytest.mark.integration
 

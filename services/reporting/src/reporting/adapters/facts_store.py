@@ -17,7 +17,6 @@ Day and case hashes expire after the report retention.
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -72,16 +71,6 @@ class FactsStore:
         self.settings = settings
         self.ttl_seconds = int(retention_days * 24 * 3600)
         self._script: AsyncScript | None = None
-        #: Where day and case facts are queued instead of written at once (see :meth:`queued`).
-        self._pipe: RedisPipeline | None = None
-
-    def queued(self, pipe: RedisPipeline) -> FactsStore:
-        """This store with its day and case facts queued on ``pipe``, which its owner executes
-        (a consumer's batch: one round trip for many events). Catalogue facts, rare, are still
-        written at once: each is a script comparing with what is there."""
-        view = copy.copy(self)
-        view._pipe = pipe
-        return view
 
     async def _set_if_newer(self, key: str, name: str, at: datetime, value: str) -> None:
         if self._script is None:
@@ -172,36 +161,33 @@ class FactsStore:
 
     # -- day and case facts -------------------------------------------------------------------
 
-    async def put_day(
-        self, market_id: str, day: date, name: str, value: Any, *, keep: bool = False
+    def put_day(
+        self,
+        pipe: RedisPipeline,
+        market_id: str,
+        day: date,
+        name: str,
+        value: Any,
+        *,
+        keep: bool = False,
     ) -> None:
-        """Set one fact of a market-day (``keep``: only if it is not set yet)."""
+        """Queue on ``pipe`` one fact of a market-day (``keep``: only if it is not set yet).
+
+        ``pipe``'s owner executes it: a consumer's batch of events in one round trip. Not a
+        transaction: a batch that failed part way is applied again whole.
+        """
         key = self.day_key(market_id, day)
         text = json.dumps(value, separators=(",", ":"))
-        if self._pipe is not None:  # a failed batch is applied again: no half-written fact
-            (self._pipe.hsetnx if keep else self._pipe.hset)(key, name, text)
-            self._pipe.expire(key, self.ttl_seconds)
-            return
-        async with self.redis.pipeline(transaction=True) as pipe:
-            if keep:
-                pipe.hsetnx(key, name, text)
-            else:
-                pipe.hset(key, name, text)
-            pipe.expire(key, self.ttl_seconds)
-            await pipe.execute()
+        (pipe.hsetnx if keep else pipe.hset)(key, name, text)
+        pipe.expire(key, self.ttl_seconds)
 
-    async def put_case(self, market_id: str, case_id: str, name: str, value: Any) -> None:
-        """Set one fact of a case."""
+    def put_case(
+        self, pipe: RedisPipeline, market_id: str, case_id: str, name: str, value: Any
+    ) -> None:
+        """Queue on ``pipe`` one fact of a case (as :meth:`put_day`)."""
         key = self.case_key(market_id, case_id)
-        text = json.dumps(value, separators=(",", ":"))
-        if self._pipe is not None:
-            self._pipe.hset(key, name, text)
-            self._pipe.expire(key, self.ttl_seconds)
-            return
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, name, text)
-            pipe.expire(key, self.ttl_seconds)
-            await pipe.execute()
+        pipe.hset(key, name, json.dumps(value, separators=(",", ":")))
+        pipe.expire(key, self.ttl_seconds)
 
     async def days(
         self, slots: Sequence[tuple[str, date]], *, with_cases: bool = True

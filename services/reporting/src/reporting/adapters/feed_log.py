@@ -17,49 +17,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reporting.domain.feed import ALL, FeedEntry
+from reporting.domain.feed import ALL, FeedEntry, NewEntry
 from stallkit.redis_client import RedisClient
 from stallkit.settings import CommonSettings
 
-# KEYS: seen, then per stream (stream, trimmed). ARGV: seen ttl (s), retention (ms), then the
-# entry's fields as name, value pairs. Returns the new ids, or {} when the event was seen.
+# Appends events, in order, each once (its id is remembered for the seen ttl) to its district's
+# feed and to 'all', then trims the streams appended to. KEYS: the entries' seen marks, then per
+# feed (stream, trimmed), 'all' first. ARGV: seen ttl (s), retention (ms), then per entry the
+# number of its district's feed (0: none) and its fields' values in the order of FIELDS.
+# Returns per entry its new ids (district's, then all's), none when it was seen before.
 _APPEND = """
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return {} end
-local fields = {}
-for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local min_id = string.format('%d', now_ms - tonumber(ARGV[2]))
-local ids = {}
-for i = 2, #KEYS, 2 do
-  local stream, trimmed = KEYS[i], KEYS[i + 1]
-  ids[#ids + 1] = redis.call('XADD', stream, '*', unpack(fields))
-  -- most appends have nothing to trim: look at the oldest entry before searching for the last
-  -- expired one
-  local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
-  local oldest_ms = tonumber(string.match(oldest[1][1], '^(%d+)'))
-  if oldest_ms < now_ms - tonumber(ARGV[2]) then
-    local last_old = redis.call('XREVRANGE', stream, '(' .. min_id .. '-0', '-', 'COUNT', 1)
-    if #last_old > 0 then
-      redis.call('SET', trimmed, last_old[1][1])
-      redis.call('XTRIM', stream, 'MINID', min_id .. '-0')
-    end
-  end
-end
-return ids
-"""
-# The same for many events in one call, each to 'all' and to its district. KEYS: the entries'
-# seen marks, then per feed (stream, trimmed), 'all' first. ARGV: seen ttl, retention (ms),
-# then per entry the number of its district's feed (0: none) and its fields' values in the
-# order of FIELDS. Returns how many were appended (not seen before).
-_APPEND_MANY = """
 local names = {%s}
 local per = #names + 1
 local n = (#ARGV - 2) / per
 local touched = {}
-local appended = 0
+local ids = {}
 for e = 1, n do
   local a = 3 + (e - 1) * per
+  ids[e] = {}
   if redis.call('SET', KEYS[e], '1', 'NX', 'EX', ARGV[1]) then
     local fields = {}
     for f = 1, #names do
@@ -68,12 +43,11 @@ for e = 1, n do
     end
     local feed = tonumber(ARGV[a])
     if feed > 0 then
-      redis.call('XADD', KEYS[n + 2 * feed - 1], '*', unpack(fields))
+      ids[e][1] = redis.call('XADD', KEYS[n + 2 * feed - 1], '*', unpack(fields))
       touched[feed] = true
     end
-    redis.call('XADD', KEYS[n + 1], '*', unpack(fields))
+    ids[e][#ids[e] + 1] = redis.call('XADD', KEYS[n + 1], '*', unpack(fields))
     touched[1] = true
-    appended = appended + 1
   end
 end
 local t = redis.call('TIME')
@@ -82,6 +56,8 @@ local min_ms = now_ms - tonumber(ARGV[2])
 local min_id = string.format('%%d', min_ms)
 for feed in pairs(touched) do
   local stream, trimmed = KEYS[n + 2 * feed - 1], KEYS[n + 2 * feed]
+  -- most appends have nothing to trim: look at the oldest entry before searching for the last
+  -- expired one
   local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
   if tonumber(string.match(oldest[1][1], '^(%%d+)')) < min_ms then
     local last_old = redis.call('XREVRANGE', stream, '(' .. min_id .. '-0', '-', 'COUNT', 1)
@@ -91,13 +67,13 @@ for feed in pairs(touched) do
     end
   end
 end
-return appended
+return ids
 """
 #: The fields of an entry in the stream, in this order.
 FIELDS = (
     "event_id", "type", "market_id", "district", "time", "summary_zh", "summary_en", "event"
 )  # fmt: skip
-_APPEND_MANY %= ", ".join(f"'{name}'" for name in FIELDS)
+_APPEND %= ", ".join(f"'{name}'" for name in FIELDS)
 
 
 def _id_key(entry_id: str) -> tuple[int, int]:
@@ -116,31 +92,18 @@ def valid_id(entry_id: str) -> bool:
     return ms.isdigit() and dash == "-" and seq.isdigit() and len(entry_id) <= 41
 
 
-@dataclass(frozen=True)
-class NewEntry:
-    """An event as its district's feed (and ``all``) tells it."""
-
-    event_id: str
-    type: str
-    market_id: str
-    district: str | None
-    time: dt.datetime
-    summary_zh: str
-    summary_en: str
-    event: dict[str, Any]
-
-    def values(self) -> list[str]:
-        """The stream fields' values, in the order of :data:`FIELDS`."""
-        return [
-            self.event_id,
-            self.type,
-            self.market_id,
-            self.district or "",
-            self.time.isoformat(),
-            self.summary_zh,
-            self.summary_en,
-            json.dumps(self.event, ensure_ascii=False, separators=(",", ":")),
-        ]
+def _values(entry: NewEntry) -> list[str]:
+    """The stream fields' values of an entry, in the order of :data:`FIELDS`."""
+    return [
+        entry.event_id,
+        entry.type,
+        entry.market_id,
+        entry.district or "",
+        entry.time.isoformat(),
+        entry.summary_zh,
+        entry.summary_en,
+        json.dumps(entry.event, ensure_ascii=False, separators=(",", ":")),
+    ]
 
 
 @dataclass(frozen=True)
@@ -158,7 +121,6 @@ class FeedLog:
         self.settings = settings
         self.retention = retention
         self._append = redis.register_script(_APPEND)
-        self._append_many = redis.register_script(_APPEND_MANY)
 
     def _key(self, *parts: str) -> str:
         return self.settings.key("rep", "{feed}", *parts)
@@ -181,21 +143,20 @@ class FeedLog:
     ) -> Appended:
         """Append an event to its district's feed and to ``all``, once."""
         entry = NewEntry(event_id, type, market_id, district, time, summary_zh, summary_en, event)
+        [ids] = await self._append_entries([entry])
         feeds = [ALL] if district is None else [district, ALL]
-        keys = [self._key("seen", event_id)]
-        for feed in feeds:
-            keys += [self.stream(feed), self._key("trimmed", feed)]
-        args: list[Any] = [self._seen_ttl(), self._retention_ms()]
-        for name, value in zip(FIELDS, entry.values(), strict=True):
-            args += [name, value]
-        ids = await self._append(keys=keys, args=args)
-        return Appended({f: i.decode() for f, i in zip(feeds, ids, strict=False)})
+        return Appended(dict(zip(feeds, ids, strict=False)))
 
     async def append_many(self, entries: Sequence[NewEntry]) -> int:
         """Append each event as :meth:`append` does, in order, in one script call; how many
         were appended (not seen before)."""
+        return sum(1 for ids in await self._append_entries(entries) if ids)
+
+    async def _append_entries(self, entries: Sequence[NewEntry]) -> list[list[str]]:
+        """Per entry, the ids it was appended under (its district's, then all's); none when it
+        was appended before."""
         if not entries:
-            return 0
+            return []
         feeds = [ALL]
         numbers = {ALL: 1}
         args: list[Any] = [self._seen_ttl(), self._retention_ms()]
@@ -207,11 +168,12 @@ class FeedLog:
                     feeds.append(entry.district)
                     number = numbers[entry.district] = len(feeds)
             args.append(number)
-            args += entry.values()
+            args += _values(entry)
         keys = [self._key("seen", entry.event_id) for entry in entries]
         for feed in feeds:
             keys += [self.stream(feed), self._key("trimmed", feed)]
-        return int(await self._append_many(keys=keys, args=args))
+        appended = await self._append(keys=keys, args=args)
+        return [[i.decode() for i in ids] for ids in appended]
 
     def _seen_ttl(self) -> int:
         return max(1, int(self.retention.total_seconds()))

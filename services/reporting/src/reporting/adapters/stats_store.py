@@ -16,20 +16,10 @@ SEEN_TTL_SECONDS = 7 * 24 * 3600
 #: replica may have read a catalogue change that moved it).
 DISTRICT_CACHE_SECONDS = 60.0
 
-# Counts an event once: the "seen" mark and the increments happen together or not at all, so a
-# crash between counting and the consumer's dedup mark cannot count an event twice.
-_COUNT_ONCE = """
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
-  return 0
-end
-for i = 2, #KEYS do
-  redis.call('HINCRBY', KEYS[i], ARGV[1], 1)
-end
-return 1
-"""
-# The same for many events in one call. KEYS: per event, its seen mark then its scopes'
-# counters. ARGV: seen ttl, then per event its type and how many counters follow its mark.
-# Returns how many were counted (not seen before).
+# Counts each event once: its "seen" mark and its increments happen together or not at all, so a
+# batch applied again after a crash counts nothing twice. KEYS: per event, its seen mark then its
+# scopes' counters. ARGV: seen ttl, then per event its type and how many counters follow its
+# mark. Returns how many were counted (not seen before).
 _COUNT_MANY = """
 local k, counted = 1, 0
 for i = 2, #ARGV, 2 do
@@ -79,7 +69,6 @@ class RedisStatsStore:
     def __init__(self, redis: RedisClient, settings: CommonSettings):
         self.redis = redis
         self.settings = settings
-        self._count_once = redis.register_script(_COUNT_ONCE)
         self._count_many = redis.register_script(_COUNT_MANY)
         #: market -> (district, until when it is taken from memory, monotonic seconds)
         self._districts: dict[str, tuple[str, float]] = {}
@@ -92,10 +81,7 @@ class RedisStatsStore:
 
     async def count(self, event: CountedEvent) -> bool:
         """Add the event to its scopes' counters; False when it was counted before."""
-        keys = [self._key("seen", event.event_id)]
-        keys += [self._scope_key(s) for s in scopes_of(event)]
-        added = await self._count_once(keys=keys, args=[event.event_type, SEEN_TTL_SECONDS])
-        return bool(added)
+        return await self.count_many([event]) == 1
 
     async def count_many(self, events: Sequence[CountedEvent]) -> int:
         """Count each event as :meth:`count` does, in order, in one script call (one slot)."""

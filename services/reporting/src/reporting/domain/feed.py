@@ -15,10 +15,9 @@ ALL = "all"
 
 
 @dataclass(frozen=True)
-class FeedEntry:
-    """One entry of a district's log; ``id`` orders the log and resumes it."""
+class NewEntry:
+    """An event as its district's feed (and ``all``) tells it, before the log gives it an id."""
 
-    id: str
     event_id: str
     type: str
     market_id: str
@@ -27,6 +26,13 @@ class FeedEntry:
     summary_zh: str
     summary_en: str
     event: dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeedEntry(NewEntry):
+    """One entry of a district's log; ``id`` orders the log and resumes it."""
+
+    id: str
 
     def as_json(self) -> dict[str, Any]:
         """The entry as it is sent (SSE data, webhook body)."""

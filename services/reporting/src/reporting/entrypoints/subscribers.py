@@ -16,9 +16,10 @@ from contracts.events import (
     WindowEvent,
 )
 from contracts.summaries import short_type, summarize
-from reporting.adapters.feed_log import FeedLog, NewEntry
+from reporting.adapters.feed_log import FeedLog
 from reporting.adapters.stats_store import StatsStore
 from reporting.config import ReportingSettings
+from reporting.domain.feed import NewEntry
 from reporting.domain.stats import CountedEvent
 from reporting.service_layer.facts import FactsProjector
 from stallkit.messaging import subscribe_events
@@ -52,12 +53,7 @@ class EventCounter:
 
     async def on_event(self, event: Event, envelope: RawEnvelope) -> None:
         """Count one event; a market's district is learnt from its catalogue changes."""
-        district = await self._district(event)
-        await self.store.count(self._counted(event, envelope, district))
-        if self.facts is not None:
-            await self.facts.on_event(event, envelope)
-        if self.feed is not None:
-            await self.feed.append_many([self._entry(event, envelope, district)])
+        await self.on_batch([(event, envelope)])
 
     async def on_batch(self, items: Sequence[tuple[Event, RawEnvelope]]) -> None:
         """What :meth:`on_event` does for each event, in order, in three round trips: the
@@ -66,12 +62,11 @@ class EventCounter:
         counted: list[CountedEvent] = []
         entries: list[NewEntry] = []
         pipe = None if self.facts is None else self.facts.store.redis.pipeline(transaction=False)
-        facts = None if self.facts is None or pipe is None else self.facts.queued(pipe)
         for event, envelope in items:
             district = await self._district(event)
             counted.append(self._counted(event, envelope, district))
-            if facts is not None:
-                await facts.on_event(event, envelope)
+            if self.facts is not None and pipe is not None:
+                await self.facts.on_event(event, envelope, pipe)
             if self.feed is not None:
                 entries.append(self._entry(event, envelope, district))
         await self.store.count_many(counted)

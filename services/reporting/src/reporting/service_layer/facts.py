@@ -49,12 +49,9 @@ class FactsProjector:
     def __init__(self, store: FactsStore):
         self.store = store
 
-    def queued(self, pipe: RedisPipeline) -> FactsProjector:
-        """This projector with its day and case facts queued on ``pipe`` (a consumer's batch)."""
-        return FactsProjector(self.store.queued(pipe))
-
-    async def on_event(self, event: Event, envelope: RawEnvelope) -> None:
-        """Record what ``event`` tells, if reports need it."""
+    async def on_event(self, event: Event, envelope: RawEnvelope, pipe: RedisPipeline) -> None:
+        """Record what ``event`` tells, if reports need it: catalogue facts at once, day and
+        case facts queued on ``pipe`` (executed by its owner)."""
         store, at = self.store, envelope.time
         match event:
             case MarketChanged(market=market):
@@ -79,7 +76,8 @@ class FactsProjector:
                     event.market_id, event.suspension_id, event.reopened_from
                 )
             case BookingCreated():
-                await store.put_day(
+                store.put_day(
+                    pipe,
                     event.market_id,
                     event.date,
                     f"b:{event.booking_id}",
@@ -92,25 +90,27 @@ class FactsProjector:
                     },
                 )
             case BookingCancelled():
-                await store.put_day(
-                    event.market_id, event.date, f"x:{event.booking_id}", event.late
+                store.put_day(
+                    pipe, event.market_id, event.date, f"x:{event.booking_id}", event.late
                 )
             case BookingCheckedIn():
-                await store.put_day(
+                store.put_day(
+                    pipe,
                     event.market_id,
                     event.date,
                     f"i:{event.booking_id}",
                     event.checked_in_at.timestamp(),
                 )
             case BookingNoShow():
-                await store.put_day(event.market_id, event.date, f"n:{event.booking_id}", 1)
+                store.put_day(pipe, event.market_id, event.date, f"n:{event.booking_id}", 1)
             case BookingSuspendedByMarket():
-                await store.put_day(event.market_id, event.date, f"u:{event.booking_id}", 1)
+                store.put_day(pipe, event.market_id, event.date, f"u:{event.booking_id}", 1)
             case WindowCancelled():
-                await store.put_day(event.market_id, event.date, f"cw:{event.window_id}", 1)
+                store.put_day(pipe, event.market_id, event.date, f"cw:{event.window_id}", 1)
             case DrawCompleted():
                 # One draw per window: a duplicate or a replay sets the same value again.
-                await store.put_day(
+                store.put_day(
+                    pipe,
                     event.market_id,
                     event.date,
                     f"dr:{event.window_id}",
@@ -122,39 +122,41 @@ class FactsProjector:
                 )
             case ScanRecorded():
                 observed = event.observed_at or at
-                await store.put_day(
+                store.put_day(
+                    pipe,
                     event.market_id,
                     local_day(observed),
                     f"s:{event.scan_id}",
                     {"o": event.outcome.value, "v": event.violations},
                 )
             case WarningIssued():
-                await store.put_day(
-                    event.market_id, local_day(at), f"w:{event.warning_id}", event.violation
+                store.put_day(
+                    pipe, event.market_id, local_day(at), f"w:{event.warning_id}", event.violation
                 )
             case CaseOpened():
                 # The case's own facts first: a report finding it opened finds them too.
-                await store.put_case(
+                store.put_case(
+                    pipe,
                     event.market_id,
                     event.case_id,
                     "o",
                     {"at": at.timestamp(), "due": event.deadline.timestamp(), "v": event.violation},
                 )
-                await store.put_day(
-                    event.market_id, local_day(at), f"c:{event.case_id}", event.violation
+                store.put_day(
+                    pipe, event.market_id, local_day(at), f"c:{event.case_id}", event.violation
                 )
             case CaseHandled():
                 ms = int(at.timestamp() * 1000)
-                await store.put_case(event.market_id, event.case_id, f"h:{ms}", event.on_time)
+                store.put_case(pipe, event.market_id, event.case_id, f"h:{ms}", event.on_time)
             case CaseSentBack():
                 ms = int(at.timestamp() * 1000)
-                await store.put_case(event.market_id, event.case_id, f"r:{ms}", 1)
+                store.put_case(pipe, event.market_id, event.case_id, f"r:{ms}", 1)
             case CaseClosed():
-                await store.put_case(event.market_id, event.case_id, "k", at.timestamp())
-                await store.put_day(event.market_id, local_day(at), f"k:{event.case_id}", 1)
+                store.put_case(pipe, event.market_id, event.case_id, "k", at.timestamp())
+                store.put_day(pipe, event.market_id, local_day(at), f"k:{event.case_id}", 1)
             case CaseEvaluated():
-                await store.put_case(
-                    event.market_id, event.case_id, f"e:{envelope.id}", event.score
+                store.put_case(
+                    pipe, event.market_id, event.case_id, f"e:{envelope.id}", event.score
                 )
             case _:
                 pass
