@@ -26,7 +26,9 @@ from windows.config import WindowsSettings
 
 pytestmark = pytest.mark.integration
 
-NOW = datetime(2026, 11, 20, 9, 29, 48, tzinfo=UTC)  # Friday 17:29:48 local
+# Friday 17:29:40 local: 20 s before the window opens, which leaves room for a slow consumer
+# join on a busy machine (the service must learn the market while the window is still ahead).
+NOW = datetime(2026, 11, 20, 9, 29, 40, tzinfo=UTC)
 MARKET = "XZ-08"
 EVENING = MarketWindow(
     id="evening", name_zh="夜市", name_en="Evening", days=[1, 2, 3, 4, 5, 6, 7],
@@ -60,6 +62,7 @@ async def test_a_window_opens_on_time_on_a_cluster(
     eventually: Callable[..., Awaitable[Any]],
     topic_reader: Callable[[str], Awaitable[Any]],
 ) -> None:
+    reader = await topic_reader(windows_settings.topic(WINDOWS.name))
     settings = windows_settings.model_copy(
         update={
             "redis_url": redis_cluster.cluster_url,
@@ -68,7 +71,6 @@ async def test_a_window_opens_on_time_on_a_cluster(
     )
     app = create_app(settings, configure_logs=False)
     assert isinstance(app._application.state.redis, RedisCluster)
-    reader = await topic_reader(settings.topic(WINDOWS.name))
     client = await serve(app)
     await publish_event(publisher, settings, market_changed(), time=NOW - timedelta(days=1))
     admin = bearer(dev_token(Role.ADMIN, "admin-1", now=NOW))
@@ -77,7 +79,7 @@ async def test_a_window_opens_on_time_on_a_cluster(
         r = await client.get(f"/v1/markets/{MARKET}/timeline", headers=admin)
         return r.status_code == 200 and [i["state"] for i in r.json()][:1] == [state]
 
-    await eventually(lambda: evening("scheduled"), timeout=15)
+    await eventually(lambda: evening("scheduled"), timeout=20)
     await eventually(lambda: evening("open"), timeout=30)
     records = await reader.collect_until(lambda rs: bool(opened(rs)), timeout=20)
     (event,) = opened(records)
