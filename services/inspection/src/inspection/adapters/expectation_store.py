@@ -10,9 +10,10 @@ import json
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 from pydantic import TypeAdapter
 
@@ -39,7 +40,7 @@ from inspection.domain.market_time import (
     local_date,
 )
 from stallkit.clock import Clock
-from stallkit.redis_client import RedisClient
+from stallkit.redis_client import RedisClient, RedisPipeline
 from stallkit.settings import CommonSettings
 
 MIN_TTL_SECONDS = 3600
@@ -257,6 +258,18 @@ def market_from_json(
     )
 
 
+def _decoded(decode: Callable[[bytes], Any]) -> Callable[[bytes | None], Any]:
+    """``decode`` of a stored value, None for a missing one."""
+    return lambda raw: None if raw is None else decode(raw)
+
+
+class Read(NamedTuple):
+    """One Redis read of the projection: the command, and how its reply becomes a record."""
+
+    command: tuple[str, ...]
+    decode: Callable[[Any], Any]
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -308,51 +321,79 @@ class RedisExpectationStore(ExpectationStore):
 
     # -- bookings ---------------------------------------------------------------------------
 
+    async def _read(self, read: Read) -> Any:
+        return read.decode(await self.redis.execute_command(*read.command))
+
+    async def _write(self, queue: Callable[..., None], *args: Any) -> None:
+        """Run one write (``queue`` puts its commands on a pipeline) in a transaction."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            queue(pipe, *args)
+            await pipe.execute()
+
+    def expected_read(self, market_id: str, slot: Slot) -> Read:
+        """How to read the booking expected at ``slot`` (for one pipeline of many reads)."""
+        key = self._key(market_id, "expected", slot.date.isoformat())
+        return Read(("HGET", key, self._field(slot)), _decoded(booking_from_json))
+
     async def get_expected(self, market_id: str, slot: Slot) -> ExpectedBooking | None:
         """The booking expected at ``slot``, if any."""
-        raw = await self.redis.hget(
-            self._key(market_id, "expected", slot.date.isoformat()), self._field(slot)
-        )
-        return None if raw is None else booking_from_json(raw)
+        found: ExpectedBooking | None = await self._read(self.expected_read(market_id, slot))
+        return found
+
+    def queue_put_expected(self, pipe: RedisPipeline, booking: ExpectedBooking) -> None:
+        """Queue :meth:`put_expected` on ``pipe``."""
+        key = self._key(booking.market_id, "expected", booking.date.isoformat())
+        pipe.hset(key, self._field(booking.slot), booking_to_json(booking))
+        pipe.expire(key, self._ttl(booking.date))
 
     async def put_expected(self, booking: ExpectedBooking) -> None:
         """Expect ``booking`` at its slot, replacing what was there."""
-        key = self._key(booking.market_id, "expected", booking.date.isoformat())
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, self._field(booking.slot), booking_to_json(booking))
-            pipe.expire(key, self._ttl(booking.date))
-            await pipe.execute()
+        await self._write(self.queue_put_expected, booking)
+
+    def queue_clear_expected(self, pipe: RedisPipeline, market_id: str, slot: Slot) -> None:
+        """Queue :meth:`clear_expected` on ``pipe``."""
+        pipe.hdel(self._key(market_id, "expected", slot.date.isoformat()), self._field(slot))
 
     async def clear_expected(self, market_id: str, slot: Slot) -> None:
         """Expect nobody at ``slot``."""
-        await self.redis.hdel(
-            self._key(market_id, "expected", slot.date.isoformat()), self._field(slot)
-        )
+        await self._write(self.queue_clear_expected, market_id, slot)
 
     async def expected_on(self, market_id: str, day: date) -> list[ExpectedBooking]:
         """Every booking expected in the market on ``day``."""
         raw = await self.redis.hvals(self._key(market_id, "expected", day.isoformat()))
         return [booking_from_json(r) for r in raw]
 
+    def queue_mark_ended(
+        self, pipe: RedisPipeline, market_id: str, day: date, booking_id: str
+    ) -> None:
+        """Queue :meth:`mark_ended` on ``pipe``."""
+        key = self._key(market_id, "ended", day.isoformat())
+        pipe.sadd(key, booking_id)
+        pipe.expire(key, self._ttl(day))
+
     async def mark_ended(self, market_id: str, day: date, booking_id: str) -> None:
         """Remember that a booking ended, so a replay of its creation cannot revive it."""
-        key = self._key(market_id, "ended", day.isoformat())
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.sadd(key, booking_id)
-            pipe.expire(key, self._ttl(day))
-            await pipe.execute()
+        await self._write(self.queue_mark_ended, market_id, day, booking_id)
+
+    def ended_read(self, market_id: str, day: date, booking_id: str) -> Read:
+        """How to read whether the booking's end was seen (for one pipeline of many reads)."""
+        return Read(("SISMEMBER", self._key(market_id, "ended", day.isoformat()), booking_id), bool)
 
     async def has_ended(self, market_id: str, day: date, booking_id: str) -> bool:
         """Whether the booking's end was seen."""
-        key = self._key(market_id, "ended", day.isoformat())
-        return bool(await self.redis.sismember(key, booking_id))
+        ended: bool = await self._read(self.ended_read(market_id, day, booking_id))
+        return ended
 
     # -- catalogue --------------------------------------------------------------------------
 
+    def queue_put_stall(self, pipe: RedisPipeline, stall: StallFacts) -> None:
+        """Queue :meth:`put_stall` on ``pipe``."""
+        value = json.dumps({"category": stall.category, "active": stall.active})
+        pipe.hset(self._key(stall.market_id, "stalls"), stall.stall_id, value)
+
     async def put_stall(self, stall: StallFacts) -> None:
         """Store what the catalogue says about a stall."""
-        value = json.dumps({"category": stall.category, "active": stall.active})
-        await self.redis.hset(self._key(stall.market_id, "stalls"), stall.stall_id, value)
+        await self._write(self.queue_put_stall, stall)
 
     async def get_stall(self, market_id: str, stall_id: str) -> StallFacts | None:
         """What the catalogue said about a stall, if anything."""
@@ -371,13 +412,18 @@ class RedisExpectationStore(ExpectationStore):
             stalls.append(StallFacts(_text(stall_id), market_id, data["category"], data["active"]))
         return stalls
 
+    def queue_put_market(self, pipe: RedisPipeline, market: MarketFacts) -> None:
+        """Queue :meth:`put_market` on ``pipe`` (the GEO set is another slot of a cluster: not
+        in a transaction)."""
+        pipe.set(self._key(market.market_id, "market"), market_to_json(market))
+        if market.location is not None:
+            point = (market.location.lon, market.location.lat, market.market_id)
+            pipe.geoadd(self.geo_key, point)
+
     async def put_market(self, market: MarketFacts) -> None:
         """Store a market's facts and its location (the schedule: :meth:`put_schedule`)."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(self._key(market.market_id, "market"), market_to_json(market))
-            if market.location is not None:
-                point = (market.location.lon, market.location.lat, market.market_id)
-                pipe.geoadd(self.geo_key, point)
+            self.queue_put_market(pipe, market)
             await pipe.execute()
 
     async def get_market(self, market_id: str) -> MarketFacts | None:
@@ -391,9 +437,15 @@ class RedisExpectationStore(ExpectationStore):
             market_id, raw, None if schedule is None else _SCHEDULE.validate_json(schedule)
         )
 
+    def queue_put_schedule(
+        self, pipe: RedisPipeline, market_id: str, schedule: MarketSchedule
+    ) -> None:
+        """Queue :meth:`put_schedule` on ``pipe``."""
+        pipe.set(self._key(market_id, "schedule"), _json(_SCHEDULE, schedule))
+
     async def put_schedule(self, market_id: str, schedule: MarketSchedule) -> None:
         """Store a market's weekly schedule."""
-        await self.redis.set(self._key(market_id, "schedule"), _json(_SCHEDULE, schedule))
+        await self._write(self.queue_put_schedule, market_id, schedule)
 
     async def get_schedule(self, market_id: str) -> MarketSchedule | None:
         """A market's weekly schedule, if one was seen."""
@@ -421,47 +473,76 @@ class RedisExpectationStore(ExpectationStore):
         raw = await self.redis.hget(self._key(market_id, "codes"), stall_id)
         return None if raw is None else _CODES.validate_json(raw)
 
+    def queue_put_code_versions(
+        self, pipe: RedisPipeline, market_id: str, stall_id: str, versions: StallCodeVersions
+    ) -> None:
+        """Queue :meth:`put_code_versions` on ``pipe``."""
+        pipe.hset(self._key(market_id, "codes"), stall_id, _json(_CODES, versions))
+
     async def put_code_versions(
         self, market_id: str, stall_id: str, versions: StallCodeVersions
     ) -> None:
         """Store the stall's code versions."""
-        await self.redis.hset(self._key(market_id, "codes"), stall_id, _json(_CODES, versions))
+        await self._write(self.queue_put_code_versions, market_id, stall_id, versions)
 
     # -- windows ----------------------------------------------------------------------------
+
+    def override_read(self, market_id: str, day: date, window_id: str) -> Read:
+        """How to read what was said about one window instance (for one pipeline of reads)."""
+        key = self._key(market_id, "instances", day.isoformat())
+        return Read(("HGET", key, window_id), _decoded(_OVERRIDE.validate_json))
 
     async def get_override(
         self, market_id: str, day: date, window_id: str
     ) -> InstanceOverride | None:
         """What the windows service said about one window instance, if anything."""
-        raw = await self.redis.hget(self._key(market_id, "instances", day.isoformat()), window_id)
-        return None if raw is None else _OVERRIDE.validate_json(raw)
+        found: InstanceOverride | None = await self._read(
+            self.override_read(market_id, day, window_id)
+        )
+        return found
+
+    def queue_put_override(
+        self,
+        pipe: RedisPipeline,
+        market_id: str,
+        day: date,
+        window_id: str,
+        override: InstanceOverride,
+    ) -> None:
+        """Queue :meth:`put_override` on ``pipe``."""
+        key = self._key(market_id, "instances", day.isoformat())
+        pipe.hset(key, window_id, _json(_OVERRIDE, override))
+        pipe.expire(key, self._ttl(day))
 
     async def put_override(
         self, market_id: str, day: date, window_id: str, override: InstanceOverride
     ) -> None:
         """Store what the windows service said about one window instance."""
-        key = self._key(market_id, "instances", day.isoformat())
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, window_id, _json(_OVERRIDE, override))
-            pipe.expire(key, self._ttl(day))
-            await pipe.execute()
+        await self._write(self.queue_put_override, market_id, day, window_id, override)
 
     async def get_suspension(self, market_id: str, suspension_id: str) -> Suspension | None:
         """A suspension of the market, if one was heard of."""
         raw = await self.redis.hget(self._key(market_id, "suspensions"), suspension_id)
         return None if raw is None else _SUSPENSION.validate_json(raw)
 
+    def queue_put_suspension(
+        self, pipe: RedisPipeline, market_id: str, suspension: Suspension
+    ) -> None:
+        """Queue :meth:`put_suspension` on ``pipe``."""
+        key = self._key(market_id, "suspensions")
+        pipe.hset(key, suspension.suspension_id, _json(_SUSPENSION, suspension))
+
     async def put_suspension(self, market_id: str, suspension: Suspension) -> None:
         """Store a suspension of the market."""
-        await self.redis.hset(
-            self._key(market_id, "suspensions"),
-            suspension.suspension_id,
-            _json(_SUSPENSION, suspension),
-        )
+        await self._write(self.queue_put_suspension, market_id, suspension)
+
+    def queue_add_resume_all(self, pipe: RedisPipeline, market_id: str, at: datetime) -> None:
+        """Queue :meth:`add_resume_all` on ``pipe``."""
+        pipe.sadd(self._key(market_id, "resumed"), at.isoformat())
 
     async def add_resume_all(self, market_id: str, at: datetime) -> None:
         """Remember a ``market.resumed`` without a suspension id (it lifts all, at ``at``)."""
-        await self.redis.sadd(self._key(market_id, "resumed"), at.isoformat())
+        await self._write(self.queue_add_resume_all, market_id, at)
 
     async def timeline(self, market_id: str, days: Sequence[date]) -> MarketTimeline:
         """Schedule, suspensions and the instance overrides of ``days``, in one round trip."""
@@ -517,6 +598,226 @@ class RedisExpectationStore(ExpectationStore):
                 continue  # gone in between, or nothing this projection writes
             found[name] = value
         return dict(sorted(found.items()))
+
+
+class ProjectionStore(Protocol):
+    """The records the projection's folds read and write (a store, or one batch's view)."""
+
+    async def get_expected(self, market_id: str, slot: Slot) -> ExpectedBooking | None: ...
+    async def put_expected(self, booking: ExpectedBooking) -> None: ...
+    async def clear_expected(self, market_id: str, slot: Slot) -> None: ...
+    async def mark_ended(self, market_id: str, day: date, booking_id: str) -> None: ...
+    async def has_ended(self, market_id: str, day: date, booking_id: str) -> bool: ...
+    async def put_stall(self, stall: StallFacts) -> None: ...
+    async def put_market(self, market: MarketFacts) -> None: ...
+    async def get_market(self, market_id: str) -> MarketFacts | None: ...
+    async def put_schedule(self, market_id: str, schedule: MarketSchedule) -> None: ...
+    async def get_schedule(self, market_id: str) -> MarketSchedule | None: ...
+    async def get_code_versions(
+        self, market_id: str, stall_id: str
+    ) -> StallCodeVersions | None: ...
+    async def put_code_versions(
+        self, market_id: str, stall_id: str, versions: StallCodeVersions
+    ) -> None: ...
+    async def get_override(
+        self, market_id: str, day: date, window_id: str
+    ) -> InstanceOverride | None: ...
+    async def put_override(
+        self, market_id: str, day: date, window_id: str, override: InstanceOverride
+    ) -> None: ...
+    async def get_suspension(self, market_id: str, suspension_id: str) -> Suspension | None: ...
+    async def put_suspension(self, market_id: str, suspension: Suspension) -> None: ...
+    async def add_resume_all(self, market_id: str, at: datetime) -> None: ...
+
+
+class StagedExpectations:
+    """The Redis projection as one batch of events sees it: the records the batch names are
+    read in one round trip (:meth:`prefetch`), changes are kept in memory, and all of them are
+    written in one round trip (:meth:`flush`), in the order they were made.
+
+    A record that was not prefetched is read from Redis when first asked for (a change staged
+    earlier in the batch is seen instead), so a fold is right whatever was prefetched. The
+    flush is not a transaction: a crash part-way leaves a prefix of the changes, as applying
+    the events one by one would, and the folds are idempotent, so the batch applied again
+    (its offsets were not committed) ends where it should.
+    """
+
+    def __init__(self, store: RedisExpectationStore) -> None:
+        self.store = store
+        #: Records read or changed in this batch, by what reads them.
+        self._seen: dict[tuple[Any, ...], Any] = {}
+        #: Changes to write: a store's ``queue_*`` method and its arguments.
+        self._changes: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+
+    async def prefetch(
+        self,
+        *,
+        slots: Iterable[tuple[str, Slot]] = (),
+        ended: Iterable[tuple[str, date, str]] = (),
+        overrides: Iterable[tuple[str, date, str]] = (),
+    ) -> None:
+        """Read the slots' expected bookings, whether the bookings ended and what was said
+        about the window instances, in one round trip."""
+        store = self.store
+        reads = [
+            *(store.expected_read(m, slot) for m, slot in slots),
+            *(store.ended_read(m, day, booking_id) for m, day, booking_id in ended),
+            *(store.override_read(m, day, window_id) for m, day, window_id in overrides),
+        ]
+        wanted = [r for r in {r.command: r for r in reads}.values() if r.command not in self._seen]
+        if not wanted:
+            return
+        async with store.redis.pipeline(transaction=False) as pipe:
+            for read in wanted:
+                pipe.execute_command(*read.command)
+            replies = await pipe.execute()
+        for read, reply in zip(wanted, replies, strict=True):
+            self._seen[read.command] = read.decode(reply)
+
+    async def flush(self) -> None:
+        """Write every staged change, in order, in one round trip."""
+        if not self._changes:
+            return
+        async with self.store.redis.pipeline(transaction=False) as pipe:
+            for queue, args in self._changes:
+                queue(pipe, *args)
+            await pipe.execute()
+        self._changes.clear()
+
+    async def _get(self, read: Read) -> Any:
+        if read.command not in self._seen:
+            self._seen[read.command] = read.decode(
+                await self.store.redis.execute_command(*read.command)
+            )
+        return self._seen[read.command]
+
+    async def _get_other(self, key: tuple[Any, ...], read: Callable[[], Awaitable[Any]]) -> Any:
+        if key not in self._seen:
+            self._seen[key] = await read()
+        return self._seen[key]
+
+    def _stage(
+        self, key: tuple[Any, ...], value: Any, queue: Callable[..., None], *args: Any
+    ) -> None:
+        self._seen[key] = value
+        self._changes.append((queue, args))
+
+    async def get_expected(self, market_id: str, slot: Slot) -> ExpectedBooking | None:
+        """As :meth:`ExpectationStore.get_expected`."""
+        found: ExpectedBooking | None = await self._get(self.store.expected_read(market_id, slot))
+        return found
+
+    async def put_expected(self, booking: ExpectedBooking) -> None:
+        """As :meth:`ExpectationStore.put_expected`."""
+        key = self.store.expected_read(booking.market_id, booking.slot).command
+        self._stage(key, booking, self.store.queue_put_expected, booking)
+
+    async def clear_expected(self, market_id: str, slot: Slot) -> None:
+        """As :meth:`ExpectationStore.clear_expected`."""
+        key = self.store.expected_read(market_id, slot).command
+        self._stage(key, None, self.store.queue_clear_expected, market_id, slot)
+
+    async def mark_ended(self, market_id: str, day: date, booking_id: str) -> None:
+        """As :meth:`ExpectationStore.mark_ended`."""
+        key = self.store.ended_read(market_id, day, booking_id).command
+        self._stage(key, True, self.store.queue_mark_ended, market_id, day, booking_id)
+
+    async def has_ended(self, market_id: str, day: date, booking_id: str) -> bool:
+        """As :meth:`ExpectationStore.has_ended`."""
+        ended: bool = await self._get(self.store.ended_read(market_id, day, booking_id))
+        return ended
+
+    async def put_stall(self, stall: StallFacts) -> None:
+        """As :meth:`ExpectationStore.put_stall` (the projection's folds never read it)."""
+        self._changes.append((self.store.queue_put_stall, (stall,)))
+
+    async def get_market(self, market_id: str) -> MarketFacts | None:
+        """As :meth:`ExpectationStore.get_market`."""
+        key = ("market", market_id)
+        found: MarketFacts | None = await self._get_other(
+            key, lambda: self.store.get_market(market_id)
+        )
+        schedule = await self.get_schedule(market_id)
+        if found is not None and schedule is not None:
+            found = replace(found, windows=schedule.windows, schedule_as_of=schedule.as_of)
+        return found
+
+    async def put_market(self, market: MarketFacts) -> None:
+        """As :meth:`ExpectationStore.put_market`."""
+        self._stage(("market", market.market_id), market, self.store.queue_put_market, market)
+
+    async def get_schedule(self, market_id: str) -> MarketSchedule | None:
+        """As :meth:`ExpectationStore.get_schedule`."""
+        found: MarketSchedule | None = await self._get_other(
+            ("schedule", market_id), lambda: self.store.get_schedule(market_id)
+        )
+        return found
+
+    async def put_schedule(self, market_id: str, schedule: MarketSchedule) -> None:
+        """As :meth:`ExpectationStore.put_schedule`."""
+        key = ("schedule", market_id)
+        self._stage(key, schedule, self.store.queue_put_schedule, market_id, schedule)
+
+    async def get_code_versions(self, market_id: str, stall_id: str) -> StallCodeVersions | None:
+        """As :meth:`ExpectationStore.get_code_versions`."""
+        found: StallCodeVersions | None = await self._get_other(
+            ("codes", market_id, stall_id),
+            lambda: self.store.get_code_versions(market_id, stall_id),
+        )
+        return found
+
+    async def put_code_versions(
+        self, market_id: str, stall_id: str, versions: StallCodeVersions
+    ) -> None:
+        """As :meth:`ExpectationStore.put_code_versions`."""
+        self._stage(
+            ("codes", market_id, stall_id),
+            versions,
+            self.store.queue_put_code_versions,
+            market_id,
+            stall_id,
+            versions,
+        )
+
+    async def get_override(
+        self, market_id: str, day: date, window_id: str
+    ) -> InstanceOverride | None:
+        """As :meth:`ExpectationStore.get_override`."""
+        found: InstanceOverride | None = await self._get(
+            self.store.override_read(market_id, day, window_id)
+        )
+        return found
+
+    async def put_override(
+        self, market_id: str, day: date, window_id: str, override: InstanceOverride
+    ) -> None:
+        """As :meth:`ExpectationStore.put_override`."""
+        key = self.store.override_read(market_id, day, window_id).command
+        self._stage(
+            key, override, self.store.queue_put_override, market_id, day, window_id, override
+        )
+
+    async def get_suspension(self, market_id: str, suspension_id: str) -> Suspension | None:
+        """As :meth:`ExpectationStore.get_suspension`."""
+        found: Suspension | None = await self._get_other(
+            ("suspension", market_id, suspension_id),
+            lambda: self.store.get_suspension(market_id, suspension_id),
+        )
+        return found
+
+    async def put_suspension(self, market_id: str, suspension: Suspension) -> None:
+        """As :meth:`ExpectationStore.put_suspension`."""
+        self._stage(
+            ("suspension", market_id, suspension.suspension_id),
+            suspension,
+            self.store.queue_put_suspension,
+            market_id,
+            suspension,
+        )
+
+    async def add_resume_all(self, market_id: str, at: datetime) -> None:
+        """As :meth:`ExpectationStore.add_resume_all` (the folds never read it)."""
+        self._changes.append((self.store.queue_add_resume_all, (market_id, at)))
 
 
 # --- in memory ---------------------------------------------------------------------------------

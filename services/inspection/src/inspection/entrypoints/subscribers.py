@@ -1,11 +1,14 @@
 """Catalogue, booking and window events in, projection updates out: the edge between Kafka and
-the domain. Every handler is idempotent: a duplicate or a replay changes nothing.
+the domain. Every handler is idempotent: a duplicate or a replay changes nothing, so the
+consumer keeps no dedup marks, and a partition's fetched batch is folded at once (one round trip
+to read what it names, one to write what it changed).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from faststream.kafka import KafkaBroker
 
@@ -30,7 +33,11 @@ from contracts.events import (
     WindowEvent,
     WindowOpened,
 )
-from inspection.adapters.expectation_store import ExpectationStore
+from inspection.adapters.expectation_store import (
+    ProjectionStore,
+    RedisExpectationStore,
+    StagedExpectations,
+)
 from inspection.domain.expected import (
     BookingEnd,
     ExpectedBooking,
@@ -56,7 +63,7 @@ from inspection.domain.market_time import (
     in_force_from,
     local_date,
 )
-from stallkit.messaging import EventHandler, subscribe_events
+from stallkit.messaging import BatchHandler, EventHandler, subscribe_events
 from stallkit.redis_client import RedisClient
 from stallkit.settings import CommonSettings
 
@@ -80,7 +87,7 @@ class ExpectationProjector:
     """Keeps "who should be where", when each market's windows run, and the catalogue facts
     patrols need."""
 
-    def __init__(self, store: ExpectationStore):
+    def __init__(self, store: ProjectionStore):
         self.store = store
 
     # -- catalogue ------------------------------------------------------------------------------
@@ -300,6 +307,30 @@ def projection_handlers(projector: ExpectationProjector) -> dict[type[Event], Ev
     }
 
 
+def batch_projection(store: RedisExpectationStore) -> BatchHandler:
+    """Folds a partition's batch of events in order, against one :class:`StagedExpectations`:
+    the slots, ended bookings and window instances the bookings and window events name are read
+    in one round trip, and every change is written in one."""
+
+    async def apply(items: Sequence[tuple[Any, RawEnvelope]]) -> None:
+        staged = StagedExpectations(store)
+        slots, ended, overrides = [], [], []
+        for event, _ in items:
+            if isinstance(event, BookingEvent):
+                slots.append((event.market_id, Slot(event.stall_id, event.date, event.window_id)))
+                if isinstance(event, BookingCreated):
+                    ended.append((event.market_id, event.date, event.booking_id))
+            elif isinstance(event, WindowEvent):
+                overrides.append((event.market_id, event.date, event.window_id))
+        await staged.prefetch(slots=slots, ended=ended, overrides=overrides)
+        handlers = projection_handlers(ExpectationProjector(staged))
+        for event, envelope in items:
+            await handlers[type(event)](event, envelope)
+        await staged.flush()
+
+    return apply
+
+
 def subscribe_projection(
     broker: KafkaBroker,
     settings: CommonSettings,
@@ -309,7 +340,13 @@ def subscribe_projection(
     group_id: str = GROUP_ID,
 ) -> None:
     """Register the catalogue, bookings and windows subscriber on ``broker`` (before the app is
-    built); ``group_id`` is the consumer group (another one rebuilds from the beginning)."""
+    built); ``group_id`` is the consumer group (another one rebuilds from the beginning).
+
+    On Redis, batches are folded at once (:func:`batch_projection`), without dedup marks: the
+    folds are idempotent. Another store gets the events one by one, deduplicated.
+    """
+    store = projector.store
+    batch = batch_projection(store) if isinstance(store, RedisExpectationStore) else None
     subscribe_events(
         broker,
         settings,
@@ -317,4 +354,6 @@ def subscribe_projection(
         topics=["catalogue", "bookings", "windows"],
         group_id=group_id,
         handlers=projection_handlers(projector),
+        dedupe=batch is None,
+        batch_handler=batch,
     )
