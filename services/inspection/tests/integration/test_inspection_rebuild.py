@@ -4,7 +4,8 @@ The service's subscriber projects a day of catalogue, booking and window events 
 with redeliveries (the same event id again) and re-publications (the same fact under a new id).
 A second projection, in a new consumer group under a fresh Redis prefix, then reads the same
 topics from the beginning, where the topics interleave otherwise than they did live, and ends
-up with exactly the same data.
+up with exactly the same data. The subscriber folds each fetched batch at once; the same days
+folded as one batch leave what the events applied one by one leave.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from faststream.kafka import KafkaBroker
 from redis.asyncio import Redis
 
 from contracts.catalogue import Category, District, Location, Market, MarketWindow, Stall
-from contracts.envelope import Event
+from contracts.envelope import Envelope, Event, RawEnvelope
 from contracts.events import (
     BookingCancelled,
     BookingCreated,
@@ -42,7 +43,13 @@ from contracts.events import (
 from inspection.adapters.expectation_store import RedisExpectationStore
 from inspection.config import InspectionSettings
 from inspection.domain.expected import CodeStatus
-from inspection.entrypoints.subscribers import GROUP_ID, ExpectationProjector, subscribe_projection
+from inspection.entrypoints.subscribers import (
+    GROUP_ID,
+    ExpectationProjector,
+    batch_projection,
+    projection_handlers,
+    subscribe_projection,
+)
 from stallkit.clock import Clock, local_datetime
 from stallkit.messaging import make_broker, publish_event
 
@@ -248,3 +255,36 @@ async def test_a_projection_rebuilt_from_the_topics_equals_the_live_one(
 
         await eventually(caught_up, timeout=60)
         assert await rebuilt.dump() == live_dump
+
+
+async def test_a_batch_folded_at_once_leaves_what_the_events_one_by_one_leave(
+    inspection_settings: InspectionSettings,
+) -> None:
+    settings = inspection_settings
+    items: list[tuple[Event, RawEnvelope]] = []
+    for event, at in (e for m in MARKETS for e in day_of(m)):
+        envelope = Envelope.wrap(event, source="/services/test", time=at)
+        raw = RawEnvelope.from_bytes(envelope.model_dump_json())
+        items += [(event, raw), (event, raw)]  # each one redelivered at once, in the same batch
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        one_by_one = RedisExpectationStore(
+            redis, settings, Clock(), settings.expected_retention_days
+        )
+        handlers = projection_handlers(ExpectationProjector(one_by_one))
+        for event, raw in items:
+            await handlers[type(event)](event, raw)
+        expected = await one_by_one.dump()
+        assert await one_by_one.expected_at("XZ-07", "XZ-07-A002", local(FRIDAY, 18, 30))
+
+        batch_settings = settings.model_copy(update={"redis_prefix": f"b{uuid.uuid4().hex[:10]}:"})
+        batched = RedisExpectationStore(
+            redis, batch_settings, Clock(), settings.expected_retention_days
+        )
+        fold = batch_projection(batched)
+        await fold(items)
+        assert await batched.dump() == expected
+        await fold(items)  # the batch again, as after a crash before its offsets were committed
+        assert await batched.dump() == expected
+    finally:
+        await redis.aclose()
