@@ -54,7 +54,7 @@ RETRY_FIRST_DELAY = 0.5
 RETRY_MAX_DELAY = 5.0
 DEDUP_TTL_SECONDS = 7 * 24 * 3600
 #: The most records a consumer takes in one batch (one offset commit per batch).
-BATCH_RECORDS = 100
+BATCH_RECORDS = 1000
 #: Set on dead-lettered messages with the dlq-* headers of ``contracts.topics``.
 DLQ_TIME_HEADER = "dlq-time"
 #: Set by ``stallctl dlq replay`` on a re-sent message: ``<topic>:<partition>:<offset>``.
