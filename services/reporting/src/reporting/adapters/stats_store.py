@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from reporting.domain.stats import CountedEvent, EventStats, Scope, scopes_of
@@ -57,6 +57,10 @@ class StatsStore(Protocol):
         """The market's district, if a catalogue change told it."""
         ...
 
+    async def districts_of(self, market_ids: Iterable[str]) -> dict[str, str]:
+        """The district of each of the markets a catalogue change told of."""
+        ...
+
 
 class RedisStatsStore:
     """Hashes of counts by event type.
@@ -108,15 +112,27 @@ class RedisStatsStore:
 
     async def district_of(self, market_id: str) -> str | None:
         """The market's district, if a catalogue change told it (from memory for a minute)."""
-        cached = self._districts.get(market_id)
-        if cached is not None and cached[1] > time.monotonic():
-            return cached[0]
-        raw = await self.redis.hget(self._key("market_districts"), market_id)
-        if raw is None:
-            return None
-        district = bytes(raw).decode()
-        self._districts[market_id] = (district, time.monotonic() + DISTRICT_CACHE_SECONDS)
-        return district
+        return (await self.districts_of([market_id])).get(market_id)
+
+    async def districts_of(self, market_ids: Iterable[str]) -> dict[str, str]:
+        """The district of each of the markets a catalogue change told of: from memory for a
+        minute, the others in one round trip."""
+        now = time.monotonic()
+        found: dict[str, str] = {}
+        missing: list[str] = []
+        for market_id in dict.fromkeys(market_ids):
+            cached = self._districts.get(market_id)
+            if cached is not None and cached[1] > now:
+                found[market_id] = cached[0]
+            else:
+                missing.append(market_id)
+        if missing:
+            raw = await self.redis.hmget(self._key("market_districts"), missing)
+            for market_id, value in zip(missing, raw, strict=True):
+                if value is not None:
+                    district = found[market_id] = bytes(value).decode()
+                    self._districts[market_id] = (district, now + DISTRICT_CACHE_SECONDS)
+        return found
 
 
 class InMemoryStatsStore:
@@ -152,3 +168,7 @@ class InMemoryStatsStore:
     async def district_of(self, market_id: str) -> str | None:
         """The market's district, if a catalogue change told it."""
         return self.districts.get(market_id)
+
+    async def districts_of(self, market_ids: Iterable[str]) -> dict[str, str]:
+        """The district of each of the markets a catalogue change told of."""
+        return {m: self.districts[m] for m in market_ids if m in self.districts}

@@ -62,8 +62,18 @@ class EventCounter:
         counted: list[CountedEvent] = []
         entries: list[NewEntry] = []
         pipe = None if self.facts is None else self.facts.store.redis.pipeline(transaction=False)
+        # The districts of the markets whose events do not name theirs, in one round trip; a
+        # catalogue change in the batch updates them for the events after it.
+        districts = await self.store.districts_of(
+            event.market_id for event, _ in items if district_in(event) is None
+        )
         for event, envelope in items:
-            district = await self._district(event)
+            district = district_in(event)
+            if district is None:
+                district = districts.get(event.market_id)
+            elif isinstance(event, MarketChanged):
+                await self.store.remember_district(event.market_id, district)
+                districts[event.market_id] = district
             counted.append(self._counted(event, envelope, district))
             if self.facts is not None and pipe is not None:
                 await self.facts.on_event(event, envelope, pipe)
@@ -75,14 +85,6 @@ class EventCounter:
             await pipe.execute()
         if self.feed is not None:
             await self.feed.append_many(entries)
-
-    async def _district(self, event: Event) -> str | None:
-        district = district_in(event)
-        if isinstance(event, MarketChanged) and district:
-            await self.store.remember_district(event.market_id, district)
-        if district is None:
-            district = await self.store.district_of(event.market_id)
-        return district
 
     @staticmethod
     def _counted(event: Event, envelope: RawEnvelope, district: str | None) -> CountedEvent:
