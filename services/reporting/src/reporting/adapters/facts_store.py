@@ -33,7 +33,7 @@ from reporting.domain.figures import (
     ScanFacts,
     WindowFacts,
 )
-from stallkit.redis_client import RedisClient, RedisPipeline
+from stallkit.redis_client import RedisClient
 from stallkit.settings import CommonSettings
 
 # Sets ``field`` to ``value`` unless what is there was set by a later event (ARGV[2], ms).
@@ -61,6 +61,18 @@ def _text(value: bytes | str) -> str:
 def _stamped(raw: bytes | str) -> Any:
     """The value of a ``<ms>|<json>`` field."""
     return json.loads(_text(raw).split("|", 1)[1])
+
+
+class FactWrites:
+    """The day and case facts a batch of events sets, by hash; a fact set twice keeps the
+    last value, as setting them one by one would."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[str, dict[str, str]] = {}
+
+    def set(self, key: str, name: str, text: str) -> None:
+        """Set field ``name`` of hash ``key``."""
+        self.by_key.setdefault(key, {})[name] = text
 
 
 class FactsStore:
@@ -161,33 +173,32 @@ class FactsStore:
 
     # -- day and case facts -------------------------------------------------------------------
 
-    def put_day(
-        self,
-        pipe: RedisPipeline,
-        market_id: str,
-        day: date,
-        name: str,
-        value: Any,
-        *,
-        keep: bool = False,
-    ) -> None:
-        """Queue on ``pipe`` one fact of a market-day (``keep``: only if it is not set yet).
-
-        ``pipe``'s owner executes it: a consumer's batch of events in one round trip. Not a
-        transaction: a batch that failed part way is applied again whole.
-        """
-        key = self.day_key(market_id, day)
-        text = json.dumps(value, separators=(",", ":"))
-        (pipe.hsetnx if keep else pipe.hset)(key, name, text)
-        pipe.expire(key, self.ttl_seconds)
+    def put_day(self, writes: FactWrites, market_id: str, day: date, name: str, value: Any) -> None:
+        """Stage in ``writes`` one fact of a market-day (written by :meth:`write`)."""
+        writes.set(self.day_key(market_id, day), name, json.dumps(value, separators=(",", ":")))
 
     def put_case(
-        self, pipe: RedisPipeline, market_id: str, case_id: str, name: str, value: Any
+        self, writes: FactWrites, market_id: str, case_id: str, name: str, value: Any
     ) -> None:
-        """Queue on ``pipe`` one fact of a case (as :meth:`put_day`)."""
-        key = self.case_key(market_id, case_id)
-        pipe.hset(key, name, json.dumps(value, separators=(",", ":")))
-        pipe.expire(key, self.ttl_seconds)
+        """Stage in ``writes`` one fact of a case (as :meth:`put_day`)."""
+        writes.set(
+            self.case_key(market_id, case_id), name, json.dumps(value, separators=(",", ":"))
+        )
+
+    async def write(self, writes: FactWrites) -> None:
+        """Write the staged facts in one round trip: one HSET and one EXPIRE per hash.
+
+        Not a transaction: a batch that failed part way is applied again whole (every fact is
+        set, never added to, so setting it again changes nothing).
+        """
+        if not writes.by_key:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key, fields in writes.by_key.items():
+                pipe.hset(key, mapping=fields)
+                pipe.expire(key, self.ttl_seconds)
+            await pipe.execute()
+        writes.by_key.clear()
 
     async def days(
         self, slots: Sequence[tuple[str, date]], *, with_cases: bool = True

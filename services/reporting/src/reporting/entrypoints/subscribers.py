@@ -16,6 +16,7 @@ from contracts.events import (
     WindowEvent,
 )
 from contracts.summaries import short_type, summarize
+from reporting.adapters.facts_store import FactWrites
 from reporting.adapters.feed_log import FeedLog
 from reporting.adapters.stats_store import StatsStore
 from reporting.config import ReportingSettings
@@ -61,7 +62,7 @@ class EventCounter:
         batch that failed part way is applied again whole."""
         counted: list[CountedEvent] = []
         entries: list[NewEntry] = []
-        pipe = None if self.facts is None else self.facts.store.redis.pipeline(transaction=False)
+        writes = FactWrites()
         # The districts of the markets whose events do not name theirs, in one round trip; a
         # catalogue change in the batch updates them for the events after it.
         districts = await self.store.districts_of(
@@ -75,14 +76,13 @@ class EventCounter:
                 await self.store.remember_district(event.market_id, district)
                 districts[event.market_id] = district
             counted.append(self._counted(event, envelope, district))
-            if self.facts is not None and pipe is not None:
-                await self.facts.on_event(event, envelope, pipe)
+            if self.facts is not None:
+                await self.facts.on_event(event, envelope, writes)
             if self.feed is not None:
                 entries.append(self._entry(event, envelope, district))
         await self.store.count_many(counted)
-        if pipe is not None and len(pipe):
-            # Not ``async with pipe``: entering a cluster pipeline empties its queue.
-            await pipe.execute()
+        if self.facts is not None:
+            await self.facts.store.write(writes)
         if self.feed is not None:
             await self.feed.append_many(entries)
 

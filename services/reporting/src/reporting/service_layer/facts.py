@@ -25,9 +25,8 @@ from contracts.events import (
     WarningIssued,
     WindowCancelled,
 )
-from reporting.adapters.facts_store import FactsStore
+from reporting.adapters.facts_store import FactsStore, FactWrites
 from reporting.domain.figures import WindowFacts, local_day
-from stallkit.redis_client import RedisPipeline
 
 
 def window_facts(windows: list[MarketWindow]) -> list[WindowFacts]:
@@ -49,9 +48,9 @@ class FactsProjector:
     def __init__(self, store: FactsStore):
         self.store = store
 
-    async def on_event(self, event: Event, envelope: RawEnvelope, pipe: RedisPipeline) -> None:
+    async def on_event(self, event: Event, envelope: RawEnvelope, writes: FactWrites) -> None:
         """Record what ``event`` tells, if reports need it: catalogue facts at once, day and
-        case facts queued on ``pipe`` (executed by its owner)."""
+        case facts staged in ``writes`` (written by its owner, :meth:`FactsStore.write`)."""
         store, at = self.store, envelope.time
         match event:
             case MarketChanged(market=market):
@@ -77,7 +76,7 @@ class FactsProjector:
                 )
             case BookingCreated():
                 store.put_day(
-                    pipe,
+                    writes,
                     event.market_id,
                     event.date,
                     f"b:{event.booking_id}",
@@ -91,26 +90,26 @@ class FactsProjector:
                 )
             case BookingCancelled():
                 store.put_day(
-                    pipe, event.market_id, event.date, f"x:{event.booking_id}", event.late
+                    writes, event.market_id, event.date, f"x:{event.booking_id}", event.late
                 )
             case BookingCheckedIn():
                 store.put_day(
-                    pipe,
+                    writes,
                     event.market_id,
                     event.date,
                     f"i:{event.booking_id}",
                     event.checked_in_at.timestamp(),
                 )
             case BookingNoShow():
-                store.put_day(pipe, event.market_id, event.date, f"n:{event.booking_id}", 1)
+                store.put_day(writes, event.market_id, event.date, f"n:{event.booking_id}", 1)
             case BookingSuspendedByMarket():
-                store.put_day(pipe, event.market_id, event.date, f"u:{event.booking_id}", 1)
+                store.put_day(writes, event.market_id, event.date, f"u:{event.booking_id}", 1)
             case WindowCancelled():
-                store.put_day(pipe, event.market_id, event.date, f"cw:{event.window_id}", 1)
+                store.put_day(writes, event.market_id, event.date, f"cw:{event.window_id}", 1)
             case DrawCompleted():
                 # One draw per window: a duplicate or a replay sets the same value again.
                 store.put_day(
-                    pipe,
+                    writes,
                     event.market_id,
                     event.date,
                     f"dr:{event.window_id}",
@@ -123,7 +122,7 @@ class FactsProjector:
             case ScanRecorded():
                 observed = event.observed_at or at
                 store.put_day(
-                    pipe,
+                    writes,
                     event.market_id,
                     local_day(observed),
                     f"s:{event.scan_id}",
@@ -131,32 +130,32 @@ class FactsProjector:
                 )
             case WarningIssued():
                 store.put_day(
-                    pipe, event.market_id, local_day(at), f"w:{event.warning_id}", event.violation
+                    writes, event.market_id, local_day(at), f"w:{event.warning_id}", event.violation
                 )
             case CaseOpened():
                 # The case's own facts first: a report finding it opened finds them too.
                 store.put_case(
-                    pipe,
+                    writes,
                     event.market_id,
                     event.case_id,
                     "o",
                     {"at": at.timestamp(), "due": event.deadline.timestamp(), "v": event.violation},
                 )
                 store.put_day(
-                    pipe, event.market_id, local_day(at), f"c:{event.case_id}", event.violation
+                    writes, event.market_id, local_day(at), f"c:{event.case_id}", event.violation
                 )
             case CaseHandled():
                 ms = int(at.timestamp() * 1000)
-                store.put_case(pipe, event.market_id, event.case_id, f"h:{ms}", event.on_time)
+                store.put_case(writes, event.market_id, event.case_id, f"h:{ms}", event.on_time)
             case CaseSentBack():
                 ms = int(at.timestamp() * 1000)
-                store.put_case(pipe, event.market_id, event.case_id, f"r:{ms}", 1)
+                store.put_case(writes, event.market_id, event.case_id, f"r:{ms}", 1)
             case CaseClosed():
-                store.put_case(pipe, event.market_id, event.case_id, "k", at.timestamp())
-                store.put_day(pipe, event.market_id, local_day(at), f"k:{event.case_id}", 1)
+                store.put_case(writes, event.market_id, event.case_id, "k", at.timestamp())
+                store.put_day(writes, event.market_id, local_day(at), f"k:{event.case_id}", 1)
             case CaseEvaluated():
                 store.put_case(
-                    pipe, event.market_id, event.case_id, f"e:{envelope.id}", event.score
+                    writes, event.market_id, event.case_id, f"e:{envelope.id}", event.score
                 )
             case _:
                 pass
