@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
+from pydantic_core import to_json
 from redis.commands.core import AsyncScript
 
 from reporting.domain.figures import (
@@ -175,15 +176,13 @@ class FactsStore:
 
     def put_day(self, writes: FactWrites, market_id: str, day: date, name: str, value: Any) -> None:
         """Stage in ``writes`` one fact of a market-day (written by :meth:`write`)."""
-        writes.set(self.day_key(market_id, day), name, json.dumps(value, separators=(",", ":")))
+        writes.set(self.day_key(market_id, day), name, to_json(value).decode())
 
     def put_case(
         self, writes: FactWrites, market_id: str, case_id: str, name: str, value: Any
     ) -> None:
         """Stage in ``writes`` one fact of a case (as :meth:`put_day`)."""
-        writes.set(
-            self.case_key(market_id, case_id), name, json.dumps(value, separators=(",", ":"))
-        )
+        writes.set(self.case_key(market_id, case_id), name, to_json(value).decode())
 
     async def write(self, writes: FactWrites) -> None:
         """Write the staged facts in one round trip: one HSET and one EXPIRE per hash.
