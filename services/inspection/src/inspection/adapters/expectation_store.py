@@ -319,16 +319,17 @@ class RedisExpectationStore(ExpectationStore):
         left = keep_until(day, self.retention_days) - self.clock.now()
         return max(MIN_TTL_SECONDS, int(left.total_seconds()))
 
-    # -- bookings ---------------------------------------------------------------------------
-
-    async def _read(self, read: Read) -> Any:
+    async def read(self, read: Read) -> Any:
+        """Make one read (see :meth:`expected_read` and the like) on its own."""
         return read.decode(await self.redis.execute_command(*read.command))
 
     async def _write(self, queue: Callable[..., None], *args: Any) -> None:
-        """Run one write (``queue`` puts its commands on a pipeline) in a transaction."""
+        """Make one write (``queue`` puts its commands on a pipeline) in a transaction."""
         async with self.redis.pipeline(transaction=True) as pipe:
             queue(pipe, *args)
             await pipe.execute()
+
+    # -- bookings ---------------------------------------------------------------------------
 
     def expected_read(self, market_id: str, slot: Slot) -> Read:
         """How to read the booking expected at ``slot`` (for one pipeline of many reads)."""
@@ -337,7 +338,7 @@ class RedisExpectationStore(ExpectationStore):
 
     async def get_expected(self, market_id: str, slot: Slot) -> ExpectedBooking | None:
         """The booking expected at ``slot``, if any."""
-        found: ExpectedBooking | None = await self._read(self.expected_read(market_id, slot))
+        found: ExpectedBooking | None = await self.read(self.expected_read(market_id, slot))
         return found
 
     def queue_put_expected(self, pipe: RedisPipeline, booking: ExpectedBooking) -> None:
@@ -381,7 +382,7 @@ class RedisExpectationStore(ExpectationStore):
 
     async def has_ended(self, market_id: str, day: date, booking_id: str) -> bool:
         """Whether the booking's end was seen."""
-        ended: bool = await self._read(self.ended_read(market_id, day, booking_id))
+        ended: bool = await self.read(self.ended_read(market_id, day, booking_id))
         return ended
 
     # -- catalogue --------------------------------------------------------------------------
@@ -496,7 +497,7 @@ class RedisExpectationStore(ExpectationStore):
         self, market_id: str, day: date, window_id: str
     ) -> InstanceOverride | None:
         """What the windows service said about one window instance, if anything."""
-        found: InstanceOverride | None = await self._read(
+        found: InstanceOverride | None = await self.read(
             self.override_read(market_id, day, window_id)
         )
         return found
@@ -686,9 +687,7 @@ class StagedExpectations:
 
     async def _get(self, read: Read) -> Any:
         if read.command not in self._seen:
-            self._seen[read.command] = read.decode(
-                await self.store.redis.execute_command(*read.command)
-            )
+            self._seen[read.command] = await self.store.read(read)
         return self._seen[read.command]
 
     async def _get_other(self, key: tuple[Any, ...], read: Callable[[], Awaitable[Any]]) -> Any:

@@ -58,7 +58,8 @@ class EventCounter:
 
     async def on_batch(self, items: Sequence[tuple[Event, RawEnvelope]]) -> None:
         """What :meth:`on_event` does for each event, in order, in three round trips: the
-        counts, the facts, then the feed entries. Every write is idempotent by event id, so a
+        counts, the facts, then the feed entries (and one before them, for the districts of
+        markets not in memory). Every write is idempotent by event id or sets a fact, so a
         batch that failed part way is applied again whole."""
         counted: list[CountedEvent] = []
         entries: list[NewEntry] = []
