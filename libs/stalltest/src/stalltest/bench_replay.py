@@ -25,8 +25,10 @@ ports, then:
    boundary falls due during the run), consuming from the beginning in its own group. Its rate
    counts from the first offset its group committed to the moment the group has committed the
    end offset of every partition of the topics it reads: start-up and the group join are left
-   out. Messages it dead-lettered are counted (a replay that dead-letters is not a valid
-   measurement), and so are messages it published on the topics during its run.
+   out. A service that commits everything at once (a small share, one batch) counts from the
+   moment its group was seen stable instead. Messages it dead-lettered are counted (a replay
+   that dead-letters is not a valid measurement), and so are messages it published on the
+   topics during its run.
 
 Prints each figure and its extrapolation: the seconds for 1.2 M events at the service's rate,
 and the seconds for a year's replay, that is the service's share of 1.2 M (the share of the
@@ -286,6 +288,14 @@ class Offsets:
         found = await self.admin.list_consumer_group_offsets(group, partitions=partitions)
         return {p: max(0, found[p].offset) if p in found else 0 for p in partitions}
 
+    async def joined(self, group: str) -> bool:
+        """Whether ``group`` has members and its join is over (the group is stable)."""
+        for response in await self.admin.describe_consumer_groups([group]):
+            for error_code, group_id, state, _protocol_type, _protocol, members in response.groups:
+                if group_id == group and not error_code and state == "Stable" and members:
+                    return True
+        return False
+
 
 @dataclass
 class Stack:
@@ -330,7 +340,8 @@ class Replayed:
 
     name: str
     events: int
-    #: From its first fetch (bare) or first commit (service) to the end.
+    #: From its first fetch (bare) or first commit (service; its group's join when that
+    #: commit was everything) to the end.
     steady_seconds: float
     #: Events already read (committed) when the steady time began.
     counted_from: int
@@ -403,10 +414,14 @@ async def service_replay(
     began = time.monotonic()
     child = stack.serve(service, now)
     first: tuple[float, int] | None = None
+    joined: float | None = None
     moved, last = began, -1
     try:
         while True:
             committed = await offsets.committed(group, read)
+            if joined is None and await offsets.joined(group):
+                # Seen now; it happened since the previous look, at the earliest.
+                joined = max(began, time.monotonic() - POLL_SECONDS)
             now_ = time.monotonic()
             done = sum(min(committed[p], target[p]) for p in read)
             if first is None and done:
@@ -422,8 +437,9 @@ async def service_replay(
             await asyncio.sleep(POLL_SECONDS)
     finally:
         procs.stop(child)
-    if first is None or first[1] >= events:  # all of it at the first look: count from spawn
-        first = (began, 0)
+    if first is None or first[1] >= events:
+        # All of it in the first commit (one batch): count from the group's join, else spawn.
+        first = (began if joined is None else joined, 0)
     after = await offsets.ends(watched)
     dead = offsets.partitions(["dead_letter"])[0]
     grown = sum(after[p] - before[p] for p in after if p != dead)
