@@ -64,15 +64,13 @@ class EventCounter:
         counted: list[CountedEvent] = []
         entries: list[NewEntry] = []
         writes = FactWrites()
-        named = [district_in(event) for event, _ in items]
         # The districts of the markets whose events do not name theirs, in one round trip; a
         # catalogue change in the batch updates them for the events after it.
         districts = await self.store.districts_of(
-            event.market_id
-            for (event, _), district in zip(items, named, strict=True)
-            if district is None
+            event.market_id for event, _ in items if district_in(event) is None
         )
-        for (event, envelope), district in zip(items, named, strict=True):
+        for event, envelope in items:
+            district = district_in(event)
             if district is None:
                 district = districts.get(event.market_id)
             elif isinstance(event, MarketChanged):
